@@ -1,0 +1,115 @@
+"""Model configuration: one ml_collections ConfigDict with .generator and .encoder.
+
+The pure functions take the part they need (``config.generator`` for mapping
+and synthesis, the whole config for inversion) and accept either the whole
+ModelConfig or the part, so notebooks can pass what they have.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import ml_collections
+
+
+def generator_config(**overrides: Any) -> ml_collections.ConfigDict:
+  """StyleGAN2 config-F generator (1024 px) with the padding space.
+
+  Args:
+    **overrides: any field below, e.g. ``resolution=256``.
+
+  Returns:
+    A ConfigDict; ``num_ws`` is derived from ``resolution`` (2 log2 R - 2).
+  """
+  c = ml_collections.ConfigDict()
+  c.resolution = 1024
+  c.z_dim = 512
+  c.w_dim = 512
+  c.mapping_layers = 8
+  c.mapping_lr_mul = 0.01
+  c.channel_base = 32768
+  c.channel_max = 512
+  c.conv_clamp = ml_collections.FieldReference(None, field_type=float)
+  # Number of padded layers P (1..5): "const" and layer0 .. layer{2(P-1)}.
+  c.pad_layer_num = 4
+  for k, v in overrides.items():
+    if k not in c:
+      raise ValueError(f"unknown generator config field {k!r}; "
+                       f"known: {sorted(c.keys())}")
+    c[k] = v
+  return c
+
+
+def encoder_config(**overrides: Any) -> ml_collections.ConfigDict:
+  """PadInv IR-SE-50 encoder (input 256 px, FPN 512, codes [3, 4, 11])."""
+  c = ml_collections.ConfigDict()
+  c.depth = 50  # 50 | 100 | 152 -> unit counts, see encoder.UNITS
+  c.input_size = 256
+  c.stem_channels = 64
+  c.stage_channels = (64, 128, 256, 512)
+  c.fpn_channels = 512
+  c.w_dim = 512
+  c.codes_per_level = (3, 4, 11)
+  c.encoder_type = "psp"  # psp | e4e (w_i = w_0 + delta_i)
+  c.use_padding_space = True
+  c.pad_layer_num = 4
+  c.pad_units = 2  # IR-SE units in the padding branch
+  c.w_avg_per_code = False  # w_avg of shape [w_dim] or [num_codes, w_dim]
+  for k, v in overrides.items():
+    if k not in c:
+      raise ValueError(f"unknown encoder config field {k!r}; "
+                       f"known: {sorted(c.keys())}")
+    c[k] = v
+  return c
+
+
+def model_config(generator: dict | None = None,
+                 encoder: dict | None = None,
+                 with_encoder: bool = True) -> ml_collections.ConfigDict:
+  """The whole model: ``.generator`` and (optionally) ``.encoder``."""
+  c = ml_collections.ConfigDict()
+  c.generator = generator_config(**(generator or {}))
+  if with_encoder:
+    c.encoder = encoder_config(**(encoder or {}))
+  return c
+
+
+def tiny_model_config(resolution: int = 32, with_encoder: bool = True):
+  """A small random-weights model for tests and the demo (seconds on a CPU)."""
+  gen = dict(resolution=resolution, z_dim=32, w_dim=32, mapping_layers=2,
+             channel_base=1024, channel_max=32)
+  enc = dict(stem_channels=8, stage_channels=(8, 16, 32, 32), fpn_channels=32,
+             w_dim=32, depth=50)
+  return model_config(gen, enc, with_encoder)
+
+
+def gen_part(config) -> ml_collections.ConfigDict:
+  """Accept a ModelConfig or its generator part."""
+  return config.generator if "generator" in config else config
+
+
+def num_ws(gen_cfg) -> int:
+  return 2 * int(round(math.log2(gen_cfg.resolution))) - 2
+
+
+def channels(gen_cfg, res: int) -> int:
+  return min(gen_cfg.channel_base // res, gen_cfg.channel_max)
+
+
+def padding_size(pad_layer_num: int) -> int:
+  """S = 2^(P+1) + 2: the side of the padding maps the encoder makes."""
+  return 2 ** (pad_layer_num + 1) + 2
+
+
+def padding_keys(pad_layer_num: int) -> tuple[str, ...]:
+  return ("const",) + tuple(f"layer{2 * i}" for i in range(pad_layer_num))
+
+
+def validate_generator_config(c) -> None:
+  r = c.resolution
+  if r < 16 or r > 1024 or (r & (r - 1)):
+    raise ValueError(f"generator resolution must be a power of two in "
+                     f"[16, 1024], got {r}")
+  if not 1 <= c.pad_layer_num <= 5:
+    raise ValueError(f"pad_layer_num must be in 1..5, got {c.pad_layer_num}")

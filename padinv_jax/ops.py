@@ -1,0 +1,244 @@
+"""Low-level ops with the exact semantics of the PyTorch originals (NHWC).
+
+Nothing here knows about encoders or generators: FIR resampling (NVIDIA's
+upfirdn2d), bias + activation, equalised-lr layers, and the PyTorch-semantics
+BatchNorm and per-channel PReLU that Flax does not provide.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SQRT2 = math.sqrt(2.0)
+
+# Convs take NHWC inputs and HWIO kernels.
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def fir_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> np.ndarray:
+  """The normalised separable 2D FIR filter outer(taps) / sum^2."""
+  t = np.asarray(taps, np.float64)
+  f = np.outer(t, t)
+  return (f / f.sum()).astype(np.float32)
+
+
+def conv2d(x, w, stride: int = 1, padding=0, lhs_dilation: int = 1,
+           groups: int = 1, precision=None):
+  """Cross-correlation like torch.nn.functional.conv2d, NHWC / HWIO.
+
+  Args:
+    x: [N, H, W, Cin].
+    w: [kh, kw, Cin // groups, Cout].
+    stride: int stride.
+    padding: int, or ((top, bottom), (left, right)); explicit as in torch.
+    lhs_dilation: zero-insertion factor of the input (for transposed convs).
+    groups: feature groups.
+    precision: lax precision.
+  """
+  if isinstance(padding, int):
+    padding = ((padding, padding), (padding, padding))
+  return jax.lax.conv_general_dilated(
+      x, w.astype(x.dtype), window_strides=(stride, stride), padding=padding,
+      lhs_dilation=(lhs_dilation, lhs_dilation), dimension_numbers=_DN,
+      feature_group_count=groups, precision=precision)
+
+
+def upfirdn2d(x, f, up: int = 1, down: int = 1,
+              pad: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0):
+  """NVIDIA's upfirdn2d: zero-insert up, pad, FIR filter, keep every down-th.
+
+  Args:
+    x: [N, H, W, C].
+    f: [fh, fw] 2D filter (numpy or jax array).
+    up: up-sampling factor (zeros inserted after each sample).
+    down: down-sampling factor.
+    pad: (x0, x1, y0, y1) padding, negative values crop, as in the original.
+    gain: multiplies the filter (the original's gain for a 2D filter).
+
+  Returns:
+    [N, H', W', C] with H' = (H * up + y0 + y1 - fh) // down + 1.
+  """
+  n, h, w, c = x.shape
+  fh, fw = np.shape(f)
+  x0, x1, y0, y1 = pad
+  if up > 1:
+    x = x.reshape(n, h, 1, w, 1, c)
+    x = jnp.pad(x, ((0, 0), (0, 0), (0, up - 1), (0, 0), (0, up - 1), (0, 0)))
+    x = x.reshape(n, h * up, w * up, c)
+  x = jnp.pad(x, ((0, 0), (max(y0, 0), max(y1, 0)), (max(x0, 0), max(x1, 0)),
+                  (0, 0)))
+  x = x[:, max(-y0, 0): x.shape[1] - max(-y1, 0),
+        max(-x0, 0): x.shape[2] - max(-x1, 0)]
+  # The original convolves (flips the filter); conv2d here correlates.
+  k = jnp.asarray(f, x.dtype)[::-1, ::-1] * gain
+  k = jnp.tile(k[:, :, None, None], (1, 1, 1, c))  # depthwise [fh, fw, 1, C]
+  x = conv2d(x, k, stride=1, padding=0, groups=c)
+  if down > 1:
+    x = x[:, ::down, ::down]
+  return x
+
+
+def bias_act(x, b=None, act: str = "lrelu", alpha: float = 0.2,
+             gain: Optional[float] = None, clamp: Optional[float] = None):
+  """x + b, activation, gain, clamp: NVIDIA's bias_act on the last axis."""
+  if b is not None:
+    x = x + b.astype(x.dtype)
+  if act == "lrelu":
+    x = jnp.where(x >= 0, x, x * alpha)
+    gain = SQRT2 if gain is None else gain
+  elif act == "linear":
+    gain = 1.0 if gain is None else gain
+  else:
+    raise ValueError(f"unknown activation {act!r}")
+  if gain != 1:
+    x = x * gain
+  if clamp is not None and clamp >= 0:
+    x = jnp.clip(x, -clamp, clamp)
+  return x
+
+
+def normal_init(std: float = 1.0) -> Callable:
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.normal(key, shape, dtype) * std
+  return init
+
+
+def constant_init(value: float) -> Callable:
+  def init(key, shape, dtype=jnp.float32):
+    del key
+    return jnp.full(shape, value, dtype)
+  return init
+
+
+def torch_uniform_init(fan_in: int) -> Callable:
+  """PyTorch's default conv/linear init: U(+-1/sqrt(fan_in)) for weight and bias.
+
+  (kaiming_uniform with a = sqrt(5) gives exactly this bound for the weight.)
+  """
+  bound = 1.0 / math.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+  return init
+
+
+class EqualDense(nn.Module):
+  """Dense layer with equalised learning rate (StyleGAN, pSp EqualLinear).
+
+  Stored weight [in, out] ~ N(0, 1 / lr_mul); runtime weight
+  W * lr_mul / sqrt(in); runtime bias b * lr_mul. Optional lrelu*sqrt(2).
+  """
+  features: int
+  lr_mul: float = 1.0
+  bias_init: float = 0.0
+  activation: str = "linear"
+  use_bias: bool = True
+
+  @nn.compact
+  def __call__(self, x):
+    fan_in = x.shape[-1]
+    w = self.param("weight", normal_init(1.0 / self.lr_mul),
+                   (fan_in, self.features))
+    x = x @ (w * (self.lr_mul / math.sqrt(fan_in))).astype(x.dtype)
+    b = None
+    if self.use_bias:
+      b = self.param("bias", constant_init(self.bias_init / self.lr_mul),
+                     (self.features,)) * self.lr_mul
+    return bias_act(x, b, act=self.activation)
+
+
+class TorchConv(nn.Module):
+  """nn.Conv2d with PyTorch's default initialisation and explicit padding."""
+  features: int
+  kernel_size: int = 3
+  stride: int = 1
+  padding: int = 0
+  use_bias: bool = True
+
+  @nn.compact
+  def __call__(self, x):
+    cin = x.shape[-1]
+    k = self.kernel_size
+    init = torch_uniform_init(cin * k * k)
+    w = self.param("kernel", init, (k, k, cin, self.features))
+    y = conv2d(x, w, stride=self.stride, padding=self.padding)
+    if self.use_bias:
+      y = y + self.param("bias", init, (self.features,)).astype(y.dtype)
+    return y
+
+
+class TorchDense(nn.Module):
+  """nn.Linear with PyTorch's default initialisation (kernel [in, out])."""
+  features: int
+  use_bias: bool = True
+
+  @nn.compact
+  def __call__(self, x):
+    init = torch_uniform_init(x.shape[-1])
+    w = self.param("kernel", init, (x.shape[-1], self.features))
+    y = x @ w.astype(x.dtype)
+    if self.use_bias:
+      y = y + self.param("bias", init, (self.features,)).astype(y.dtype)
+    return y
+
+
+class PReLU(nn.Module):
+  """Per-channel PReLU (torch.nn.PReLU(C)), slope initialised to 0.25."""
+
+  @nn.compact
+  def __call__(self, x):
+    a = self.param("weight", constant_init(0.25), (x.shape[-1],))
+    return jnp.where(x >= 0, x, x * a.astype(x.dtype))
+
+
+class TorchBatchNorm(nn.Module):
+  """BatchNorm with PyTorch semantics (nn.BatchNorm1d/2d), channels last.
+
+  Train mode normalises with the biased batch variance computed in two passes
+  (centred) and updates running_mean / running_var with momentum 0.1 using
+  the UNBIASED variance n / (n - 1). Statistics are reduced over every axis
+  but the last; under a global-view jit over a sharded batch they therefore
+  cover the global batch (SyncBN). Under pmap pass ``axis_name`` to reduce
+  across devices too. Running statistics live in the "batch_stats" collection.
+  """
+  momentum: float = 0.1
+  epsilon: float = 1e-5
+  use_scale_bias: bool = True
+  axis_name: Optional[str] = None
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    c = x.shape[-1]
+    ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (c,), jnp.float32)
+    ra_var = self.variable("batch_stats", "var", jnp.ones, (c,), jnp.float32)
+    axes = tuple(range(x.ndim - 1))
+    if train:
+      xf = x.astype(jnp.float32)
+      n = math.prod(x.shape[:-1])
+      mean = jnp.mean(xf, axes)
+      if self.axis_name is not None:
+        mean = jax.lax.pmean(mean, self.axis_name)
+        n = n * jax.lax.psum(1, self.axis_name)
+      var = jnp.mean(jnp.square(xf - mean), axes)
+      if self.axis_name is not None:
+        var = jax.lax.pmean(var, self.axis_name)
+      if not self.is_initializing():
+        m = self.momentum
+        unbiased = var * (n / jnp.maximum(n - 1, 1))
+        ra_mean.value = (1 - m) * ra_mean.value + m * jax.lax.stop_gradient(mean)
+        ra_var.value = (1 - m) * ra_var.value + m * jax.lax.stop_gradient(
+            unbiased)
+    else:
+      mean, var = ra_mean.value, ra_var.value
+    y = (x - mean.astype(x.dtype)) * jax.lax.rsqrt(
+        var.astype(x.dtype) + self.epsilon)
+    if self.use_scale_bias:
+      y = y * self.param("scale", nn.initializers.ones, (c,)).astype(x.dtype)
+      y = y + self.param("bias", nn.initializers.zeros, (c,)).astype(x.dtype)
+    return y
