@@ -74,9 +74,11 @@ class SqueezeExcite(nn.Module):
   @nn.compact
   def __call__(self, x):
     c = x.shape[-1]
+    # At least one hidden channel so tiny test widths (C < 16) still work;
+    # real widths (64..512) are multiples of 16 and unaffected.
+    hidden = max(1, c // self.reduction)
     s = jnp.mean(x, axis=(1, 2), keepdims=True)  # [N, 1, 1, C]
-    s = ops.TorchConv(c // self.reduction, kernel_size=1, use_bias=False,
-                      name="fc1")(s)
+    s = ops.TorchConv(hidden, kernel_size=1, use_bias=False, name="fc1")(s)
     s = nn.relu(s)
     s = ops.TorchConv(c, kernel_size=1, use_bias=False, name="fc2")(s)
     return x * jax.nn.sigmoid(s)
