@@ -1,0 +1,1 @@
+"""Independent PyTorch references used by the parity tests (NCHW/OIHW, official key names)."""
