@@ -1,0 +1,318 @@
+"""Training state, optimisers and the update steps (pure functions).
+
+The loop (devices, input, checkpoints, logging) lives in trainer.py; this
+module holds what is jitted. The step follows the official PadInv runner:
+
+  1. encoder step: loss = mse * MSE + lpips * LPIPS + id * (1 - cos) +
+     wnorm * mean_b ||W+ - w_avg||_F + adv * mean softplus(-D(x_hat));
+     gradients: NaN -> 0, clamp to +-grad_clamp, always step (unless
+     optim.skip_nonfinite);
+  2. with a discriminator: re-encode the batch with the UPDATED encoder in
+     train mode without gradients (BatchNorm statistics update a second
+     time), then the D step: softplus(D(fake)) + softplus(-D(real)) +
+     r1_gamma / 2 * mean_b ||grad_x D(real)||^2.
+
+The generator and the loss networks are frozen by structure: they come in
+through ``frozen`` (never donated, never in an optimiser).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple, Optional
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from padinv_jax import functional
+from padinv_jax import metrics
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training (donated to the step)."""
+  step: jax.Array
+  params: Any  # encoder "params"
+  batch_stats: Any  # encoder "batch_stats"
+  opt_state: Any
+  rng: jax.Array  # raw uint32 key, checkpointable
+  d_params: Any = None
+  d_opt_state: Any = None
+
+
+class LossNets(NamedTuple):
+  """Pure callables over frozen loss networks (built by the trainer).
+
+  lpips(frozen, x, y) -> [N]; id_embed(frozen, x) -> [N, D] unit vectors;
+  d_scores(d_params, x) -> [N]. None where the recipe does not use them.
+  """
+  lpips: Optional[Callable] = None
+  id_embed: Optional[Callable] = None
+  d_scores: Optional[Callable] = None
+
+
+# ----------------------------------------------------------------------------
+# Optimisers.
+
+
+def _centralize_gradients() -> optax.GradientTransformation:
+  """Gradient centralisation (Yong et al. 2020) as pSp's Ranger uses it:
+  subtract the mean over all axes but the output axis for rank > 1 params."""
+
+  def update(updates, state, params=None):
+    del params
+
+    def gc(g):
+      if g.ndim <= 1:
+        return g
+      return g - jnp.mean(g, axis=tuple(range(g.ndim - 1)), keepdims=True)
+    return jax.tree_util.tree_map(gc, updates), state
+
+  return optax.GradientTransformation(lambda p: optax.EmptyState(), update)
+
+
+class _LookaheadState(NamedTuple):
+  slow: Any
+  count: jax.Array
+
+
+def _lookahead(sync_period: int = 6, alpha: float = 0.5):
+  """Lookahead (Zhang et al. 2019) expressed as a chained transformation.
+
+  Every ``sync_period`` steps the slow weights move ``alpha`` of the way to
+  the fast weights and the fast weights are reset to them.
+  """
+
+  def init(params):
+    return _LookaheadState(jax.tree_util.tree_map(jnp.asarray, params),
+                           jnp.zeros([], jnp.int32))
+
+  def update(updates, state, params):
+    count = state.count + 1
+    sync = count % sync_period == 0
+    fast = optax.apply_updates(params, updates)
+    slow = jax.tree_util.tree_map(
+        lambda s, f: jnp.where(sync, s + alpha * (f - s), s), state.slow, fast)
+    new_params = jax.tree_util.tree_map(
+        lambda s, f: jnp.where(sync, s, f), slow, fast)
+    updates = jax.tree_util.tree_map(lambda n, p: n - p, new_params, params)
+    return updates, _LookaheadState(slow, count)
+
+  return optax.GradientTransformation(init, update)
+
+
+def make_optimizer(optim_cfg) -> optax.GradientTransformation:
+  """Adam (the paper) or Ranger (RAdam + Lookahead + GC, as pSp used)."""
+  name = optim_cfg.name
+  if name == "adam":
+    return optax.adam(optim_cfg.lr, b1=optim_cfg.b1, b2=optim_cfg.b2,
+                      eps=optim_cfg.eps)
+  if name == "ranger":
+    return optax.chain(
+        _centralize_gradients(),
+        optax.radam(optim_cfg.lr, b1=0.95, b2=0.999, eps=1e-5,
+                    threshold=5.0),
+        _lookahead(6, 0.5))
+  raise ValueError(f"optim.name must be 'adam' or 'ranger', got {name!r}")
+
+
+def make_d_optimizer(d_cfg) -> optax.GradientTransformation:
+  return optax.adam(d_cfg.lr, b1=d_cfg.b1, b2=d_cfg.b2, eps=d_cfg.eps)
+
+
+def sanitize_grads(grads, clamp: float):
+  """The original's treatment: NaN -> 0, +-inf and everything -> [-c, c]."""
+  return jax.tree_util.tree_map(
+      lambda g: jnp.clip(jnp.nan_to_num(g, nan=0.0, posinf=clamp,
+                                        neginf=-clamp), -clamp, clamp), grads)
+
+
+def global_norm(tree):
+  return optax.global_norm(tree)
+
+
+# ----------------------------------------------------------------------------
+# Losses.
+
+
+def match_resolution(x_hat, x, downsample: str = "avgpool"):
+  """Bring G's output and the 256 px input to one resolution for the losses.
+
+  Outputs above 256 px are reduced to 256 (average pool by default, as the
+  original's AdaptiveAvgPool2d; "nearest" as its evaluator). Generators
+  below 256 px (tiny test/demo models only: the original has none) compare
+  at the generator's resolution, the input average-pooled down.
+  """
+  r, s = x_hat.shape[1], x.shape[1]
+  if r > s:
+    x_hat = metrics.downsample(x_hat, s, downsample)
+  elif r < s:
+    x = metrics.downsample(x, r, "avgpool")
+  return x_hat, x
+
+
+def safe_frobenius(d):
+  """Per-sample ||d||_F over all but the batch axis, with gradient 0 at 0."""
+  sq = jnp.sum(jnp.square(d), axis=tuple(range(1, d.ndim)))
+  pos = sq > 0
+  return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
+
+
+def encoder_loss(params, batch_stats, frozen, images, *, encoder, model_cfg,
+                 loss_cfg, nets: LossNets, d_params=None,
+                 compute_dtype=jnp.float32):
+  """The encoder objective on one batch (train-mode BatchNorm).
+
+  Args:
+    params: encoder params (differentiated).
+    batch_stats: encoder BatchNorm statistics.
+    frozen: {"generator": gen vars, "encoder_buffers": {"w_avg"},
+      "lpips": ..., "arcface": ...}.
+    images: [N, 256, 256, 3] in [-1, 1].
+    encoder: the flax Encoder module.
+    model_cfg: ModelConfig.
+    loss_cfg: config.loss.
+    nets: LossNets callables.
+    d_params: discriminator params when loss_cfg.adv > 0.
+    compute_dtype: generator conv dtype.
+
+  Returns:
+    (loss, (new_batch_stats, measurements dict, x_hat at loss resolution)).
+  """
+  variables = {"params": params, "batch_stats": batch_stats,
+               "buffers": frozen["encoder_buffers"]}
+  (ws, paddings), mutated = encoder.apply(variables, images, train=True,
+                                          mutable=["batch_stats"])
+  x_hat = functional.synthesize(frozen["generator"], ws, paddings,
+                                config=model_cfg.generator,
+                                dtype=compute_dtype)
+  x_hat, x = match_resolution(x_hat, images, loss_cfg.downsample)
+
+  m = {}
+  m["mse"] = jnp.mean(jnp.square(x_hat - x))
+  loss = loss_cfg.mse * m["mse"]
+  if loss_cfg.lpips > 0:
+    m["lpips"] = jnp.mean(nets.lpips(frozen["lpips"], x, x_hat))
+    loss = loss + loss_cfg.lpips * m["lpips"]
+  if loss_cfg.id > 0:
+    real = jax.lax.stop_gradient(nets.id_embed(frozen["arcface"], x))
+    fake = nets.id_embed(frozen["arcface"], x_hat)
+    m["id"] = 1.0 - jnp.mean(jnp.sum(real * fake, axis=-1))
+    loss = loss + loss_cfg.id * m["id"]
+  if loss_cfg.wnorm > 0:
+    w_avg = frozen["encoder_buffers"]["w_avg"]
+    m["wnorm"] = jnp.mean(safe_frobenius(ws - w_avg))
+    loss = loss + loss_cfg.wnorm * m["wnorm"]
+  if loss_cfg.adv > 0:
+    m["adv"] = jnp.mean(jax.nn.softplus(-nets.d_scores(d_params, x_hat)))
+    loss = loss + loss_cfg.adv * m["adv"]
+  m["loss"] = loss
+  return loss, (mutated["batch_stats"], m, x_hat)
+
+
+def discriminator_loss(d_params, real, fake, *, nets: LossNets, r1_gamma):
+  """softplus(D(fake)) + softplus(-D(real)) + r1_gamma/2 * R1 (every step)."""
+
+  def real_scores_sum(x):
+    s = nets.d_scores(d_params, x)
+    return jnp.sum(s), s
+
+  grad_real, real_scores = jax.grad(real_scores_sum, has_aux=True)(real)
+  fake_scores = nets.d_scores(d_params, fake)
+  d_gan = (jnp.mean(jax.nn.softplus(fake_scores))
+           + jnp.mean(jax.nn.softplus(-real_scores)))
+  r1 = jnp.mean(jnp.sum(jnp.square(grad_real), axis=(1, 2, 3)))
+  loss = d_gan + r1 * (r1_gamma * 0.5)
+  return loss, {"d_loss": loss, "d_gan": d_gan, "r1": r1,
+                "d_real": jnp.mean(real_scores), "d_fake": jnp.mean(fake_scores)}
+
+
+def _apply(tx, grads, opt_state, params, finite, skip_nonfinite):
+  updates, new_opt_state = tx.update(grads, opt_state, params)
+  new_params = optax.apply_updates(params, updates)
+  if skip_nonfinite:
+    keep = lambda new, old: jax.tree_util.tree_map(
+        lambda a, b: jnp.where(finite, a, b), new, old)
+    new_params = keep(new_params, params)
+    new_opt_state = keep(new_opt_state, opt_state)
+  return new_params, new_opt_state
+
+
+def train_step(state: TrainState, frozen, images, *, encoder, model_cfg, cfg,
+               tx, d_tx=None, nets: LossNets, axis_name: Optional[str] = None,
+               compute_dtype=jnp.float32):
+  """One training iteration; returns (new_state, measurements).
+
+  With ``axis_name`` (pmap mode) gradients and measurements are averaged over
+  that axis; under a global-view jit the batch is already global.
+  """
+  loss_cfg, optim_cfg = cfg.loss, cfg.optim
+  use_d = loss_cfg.adv > 0
+  loss_fn = functools.partial(
+      encoder_loss, encoder=encoder, model_cfg=model_cfg, loss_cfg=loss_cfg,
+      nets=nets, d_params=state.d_params, compute_dtype=compute_dtype)
+  (loss, (batch_stats, m, x_hat)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params, state.batch_stats, frozen, images)
+  del x_hat
+  if axis_name is not None:
+    grads = jax.lax.pmean(grads, axis_name)
+    m = jax.lax.pmean(m, axis_name)
+    loss = m["loss"]
+  finite = jnp.isfinite(loss)
+  m["grad_norm"] = global_norm(grads)
+  grads = sanitize_grads(grads, optim_cfg.grad_clamp)
+  params, opt_state = _apply(tx, grads, state.opt_state, state.params, finite,
+                             optim_cfg.skip_nonfinite)
+  if optim_cfg.skip_nonfinite:
+    batch_stats = jax.tree_util.tree_map(
+        lambda a, b: jnp.where(finite, a, b), batch_stats, state.batch_stats)
+  m["skipped"] = jnp.logical_not(finite).astype(jnp.float32)
+
+  d_params, d_opt_state = state.d_params, state.d_opt_state
+  if use_d:
+    variables = {"params": params, "batch_stats": batch_stats,
+                 "buffers": frozen["encoder_buffers"]}
+    (ws, paddings), mutated = encoder.apply(variables, images, train=True,
+                                            mutable=["batch_stats"])
+    batch_stats = mutated["batch_stats"]
+    fake = functional.synthesize(frozen["generator"], ws, paddings,
+                                 config=model_cfg.generator,
+                                 dtype=compute_dtype)
+    fake = jax.lax.stop_gradient(fake)
+    real = images
+    if fake.shape[1] != real.shape[1]:
+      fake, real = match_resolution(fake, real, loss_cfg.downsample)
+    (d_loss, dm), d_grads = jax.value_and_grad(
+        discriminator_loss, has_aux=True)(d_params, real, fake, nets=nets,
+                                          r1_gamma=loss_cfg.r1_gamma)
+    if axis_name is not None:
+      d_grads = jax.lax.pmean(d_grads, axis_name)
+      dm = jax.lax.pmean(dm, axis_name)
+    d_finite = jnp.isfinite(dm["d_loss"])
+    d_grads = sanitize_grads(d_grads, optim_cfg.grad_clamp)
+    d_params, d_opt_state = _apply(d_tx, d_grads, d_opt_state, d_params,
+                                   d_finite, optim_cfg.skip_nonfinite)
+    m.update(dm)
+
+  new_state = state.replace(step=state.step + 1, params=params,
+                            batch_stats=batch_stats, opt_state=opt_state,
+                            d_params=d_params, d_opt_state=d_opt_state)
+  return new_state, m
+
+
+def eval_step(enc_vars, frozen, images, *, encoder, model_cfg, nets: LossNets,
+              downsample: str = "nearest"):
+  """Per-image MSE, LPIPS and ID similarity of G(E(x)) (eval-mode BN)."""
+  ws, paddings = encoder.apply(enc_vars, images, train=False)
+  x_hat = functional.synthesize(frozen["generator"], ws, paddings,
+                                config=model_cfg.generator)
+  x_hat, x = match_resolution(x_hat, images, downsample)
+  out = {"mse": jnp.mean(jnp.square(x_hat - x), axis=(1, 2, 3))}
+  if nets.lpips is not None:
+    out["lpips"] = nets.lpips(frozen["lpips"], x, x_hat)
+  if nets.id_embed is not None:
+    out["id_sim"] = jnp.sum(nets.id_embed(frozen["arcface"], x)
+                            * nets.id_embed(frozen["arcface"], x_hat), -1)
+  return out, x_hat
