@@ -1,0 +1,6 @@
+"""(in progress)"""
+
+
+def detect(obj):
+  del obj
+  return None
