@@ -184,42 +184,63 @@ def synthesis(sd, ws, resolution, noise_mode="const", conv_clamp=None,
   return img
 
 
+def state_dict_shapes(resolution, z_dim, w_dim, mapping_layers, channel_base,
+                      channel_max):
+  """{official key: shape} of an NVIDIA config-F generator, buffers included.
+
+  Buffers: mapping.w_avg, every layer's noise_const, and the 4x4 FIR
+  ``resample_filter`` that NVIDIA registers in every synthesis layer and
+  every block.
+  """
+  def ch(r):
+    return min(channel_base // r, channel_max)
+
+  shapes = {}
+  for i in range(mapping_layers):
+    shapes[f"mapping.fc{i}.weight"] = (w_dim, z_dim if i == 0 else w_dim)
+    shapes[f"mapping.fc{i}.bias"] = (w_dim,)
+  shapes["mapping.w_avg"] = (w_dim,)
+  shapes["synthesis.b4.const"] = (ch(4), 4, 4)
+  for k in range(int(math.log2(resolution)) - 1):
+    r = 4 * 2 ** k
+    shapes[f"synthesis.b{r}.resample_filter"] = (4, 4)
+    cin = ch(4) if r == 4 else ch(r // 2)
+    for name in ["conv1"] if r == 4 else ["conv0", "conv1"]:
+      pre = f"synthesis.b{r}.{name}."
+      shapes.update({pre + "weight": (ch(r), cin, 3, 3), pre + "bias": (ch(r),),
+                     pre + "affine.weight": (cin, w_dim),
+                     pre + "affine.bias": (cin,), pre + "noise_const": (r, r),
+                     pre + "noise_strength": (), pre + "resample_filter": (4, 4)})
+      cin = ch(r)
+    pre = f"synthesis.b{r}.torgb."
+    shapes.update({pre + "weight": (3, cin, 1, 1), pre + "bias": (3,),
+                   pre + "affine.weight": (cin, w_dim),
+                   pre + "affine.bias": (cin,)})
+  return shapes
+
+
+def is_parameter(key):
+  """True for nn.Parameters, False for NVIDIA's buffers."""
+  return not key.endswith(("w_avg", "noise_const", "resample_filter"))
+
+
 def random_state_dict(resolution, z_dim, w_dim, mapping_layers, channel_base,
                       channel_max, seed=0, lr_mul=0.01):
   """Random NVIDIA-layout weights with non-trivial biases, noise and w_avg."""
   g = torch.Generator().manual_seed(seed)
-
-  def randn(*shape, scale=1.0, shift=0.0):
-    return torch.randn(*shape, generator=g) * scale + shift
-
-  def ch(r):
-    return min(channel_base // r, channel_max)
-
   sd = {}
-  for i in range(mapping_layers):
-    fan_in = z_dim if i == 0 else w_dim
-    sd[f"mapping.fc{i}.weight"] = randn(w_dim, fan_in, scale=1 / lr_mul)
-    sd[f"mapping.fc{i}.bias"] = randn(w_dim, scale=0.3 / lr_mul)
-  sd["mapping.w_avg"] = randn(w_dim)
-  sd["synthesis.b4.const"] = randn(ch(4), 4, 4)
-  for k in range(int(math.log2(resolution)) - 1):
-    r = 4 * 2 ** k
-    convs = ["conv1"] if r == 4 else ["conv0", "conv1"]
-    cin = ch(4) if r == 4 else ch(r // 2)
-    for name in convs:
-      pre = f"synthesis.b{r}.{name}."
-      sd[pre + "weight"] = randn(ch(r), cin, 3, 3)
-      sd[pre + "bias"] = randn(ch(r), scale=0.5)
-      sd[pre + "affine.weight"] = randn(cin, w_dim)
-      sd[pre + "affine.bias"] = randn(cin, scale=0.3, shift=1.0)
-      sd[pre + "noise_const"] = randn(r, r)
-      sd[pre + "noise_strength"] = randn((), scale=0.5)
-      cin = ch(r)
-    pre = f"synthesis.b{r}.torgb."
-    sd[pre + "weight"] = randn(3, ch(r), 1, 1)
-    sd[pre + "bias"] = randn(3, scale=0.5)
-    sd[pre + "affine.weight"] = randn(ch(r), w_dim)
-    sd[pre + "affine.bias"] = randn(ch(r), scale=0.3, shift=1.0)
+  for key, shape in state_dict_shapes(resolution, z_dim, w_dim, mapping_layers,
+                                      channel_base, channel_max).items():
+    x = torch.randn(shape, generator=g)
+    if key.endswith("resample_filter"):
+      x = fir_filter()
+    elif key.startswith("mapping.fc"):  # stored as NVIDIA does: / lr_mul
+      x = x / lr_mul if key.endswith("weight") else x * 0.3 / lr_mul
+    elif key.endswith("affine.bias"):
+      x = 1.0 + 0.3 * x
+    elif key.endswith(("bias", "noise_strength")):
+      x = 0.5 * x
+    sd[key] = x
   return sd
 
 
