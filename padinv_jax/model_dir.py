@@ -33,6 +33,7 @@ import numpy as np
 from padinv_jax import config as config_lib
 from padinv_jax import functional
 from padinv_jax import inversion
+from padinv_jax import metrics
 
 FORMAT = "padinv_jax-model"
 VERSION = 1
@@ -367,13 +368,21 @@ class PadInvModel:
 
   def reconstruct(self, images, downsample: Optional[str] = "avgpool",
                   noise_mode: str = "const", rng=None):
-    """G(E(images)); see padinv_jax.reconstruct."""
-    self._require_encoder()
-    images = self._check_images(images)
-    f = self._jit("reconstruct", inversion.reconstruct,
-                  ("downsample", "noise_mode"))
-    return f(self.params, images, downsample=downsample,
-             noise_mode=noise_mode, rng=rng)
+    """G(E(images)); see padinv_jax.reconstruct.
+
+    Composed from the jitted invert and synthesize (the codes stay on the
+    device), so it reuses their compilations instead of compiling the
+    encoder a second time; the result equals padinv_jax.reconstruct.
+    """
+    ws, paddings = self.invert(images)
+    out = self.synthesize(ws, paddings, noise_mode=noise_mode, rng=rng)
+    f = self._jitted.get(("downsample", downsample))
+    if f is None:
+      f = jax.jit(functools.partial(
+          metrics.downsample, size=int(self.config.encoder.input_size),
+          method=downsample))
+      self._jitted[("downsample", downsample)] = f
+    return f(out)
 
   def _check_images(self, images):
     # Eagerly: value checks (the float range) cannot run under jit.
