@@ -220,12 +220,12 @@ class ArraySource:
   def __len__(self):
     return len(self.images)
 
-  def __getitems__(self, keys):
-    return [{"image": self.images[k]} for k in keys]
+  def __getitem__(self, key):
+    return {"image": self.images[key]}
 
 
 def open_source(data_config, split: str):
-  """A random-access source (len, __getitems__) of {"image": uint8} examples."""
+  """A random-access source (len, [i]) of {"image": uint8 [R, R, 3]} examples."""
   name = data_config.dataset
   if name == "demo":
     raise ValueError("dataset 'demo' has no files: build the images with "
@@ -239,7 +239,7 @@ def open_source(data_config, split: str):
     builder = tfds.builder(name, data_dir=data_config.data_dir)
   try:
     return builder.as_data_source(split)
-  except (AssertionError, FileNotFoundError) as e:
+  except (AssertionError, FileNotFoundError, KeyError) as e:
     raise FileNotFoundError(
         f"TFDS dataset {name!r} split {split!r} is not prepared under "
         f"data_dir={data_config.data_dir!r} ({e}). Prepare it first: python "
@@ -250,8 +250,10 @@ def open_source(data_config, split: str):
 def _load(source, indices, num_real, resolution):
   """uint8 [len(indices), R, R, 3]; virtual index >= num_real is mirrored."""
   real = [int(i) % num_real for i in indices]
-  # Concurrent reads are safe (ArrayRecord data sources; 8 threads checked).
-  examples = _get(source, real)
+  # One record at a time: tfds' mock data sources break __getitems__, and
+  # batches are assembled by several threads anyway (concurrent reads of an
+  # ArrayRecord source are safe: checked with 8 threads).
+  examples = [source[k] for k in real]
   out = np.empty((len(real), resolution, resolution, 3), np.uint8)
   for j, (i, ex) in enumerate(zip(indices, examples)):
     img = np.asarray(ex["image"])
@@ -259,12 +261,6 @@ def _load(source, indices, num_real, resolution):
       img = preprocess.preprocess(_as_rgb(img, i), resolution)
     out[j] = img[:, ::-1] if i >= num_real else img
   return out
-
-
-def _get(source, keys):
-  if hasattr(source, "__getitems__"):
-    return source.__getitems__(keys)
-  return [source[k] for k in keys]
 
 
 def _as_rgb(img, i):
@@ -379,7 +375,13 @@ class TrainIterator:
     return out
 
   def close(self):
+    """Stop the loader threads (batches in flight are dropped)."""
     self._pool.shutdown(wait=False, cancel_futures=True)
+
+  def __del__(self):
+    pool = getattr(self, "_pool", None)
+    if pool is not None:
+      pool.shutdown(wait=False, cancel_futures=True)
 
 
 def make_train_iterator(data_config, *, global_batch: int,
@@ -441,7 +443,9 @@ def make_eval_iterator(data_config, *, global_batch: int,
     images = np.zeros((local, r, r, 3), np.uint8)
     if valid.any():
       images[valid] = _load(source, idx[valid], n, r)
-    yield {"image": preprocess.normalize(images),
+    x = preprocess.normalize(images)
+    x[~valid] = 0.0
+    yield {"image": x,
            "index": np.where(valid, idx, -1).astype(np.int32),
            "mask": valid.astype(np.float32)}
 
