@@ -115,6 +115,17 @@ def check_params(params, config, where: str) -> None:
   raise ValueError("\n".join(lines))
 
 
+def _check_config(config, where: str) -> None:
+  """The generator config is valid and the encoder's outputs fit it."""
+  try:
+    config_lib.validate_generator_config(config.generator)
+    if _has_encoder_config(config):
+      from padinv_jax import encoder as encoder_lib
+      encoder_lib.check_compatible(config)
+  except ValueError as e:
+    raise ValueError(f"{where}: invalid model config: {e}") from e
+
+
 def _has_encoder_config(config) -> bool:
   return "encoder" in config and config.encoder is not None
 
@@ -174,7 +185,7 @@ def save_model(path: str, config, params, *, overwrite: bool = False) -> str:
         f"has one: {_has_encoder_config(config)}; params has one: "
         f"{'encoder' in params}); use model_config(with_encoder=False) for a "
         "generator-only model")
-  config_lib.validate_generator_config(config.generator)
+  _check_config(config, "save_model")
   arrays = jax.tree_util.tree_map(np.asarray, dict(params))
   check_params(arrays, config, f"save_model({path!r})")
 
@@ -296,6 +307,7 @@ def load(path: str) -> "PadInvModel":
   path = os.path.abspath(os.fspath(path))
   meta = _read_meta(path)
   config = config_from_json(meta["config"], os.path.join(path, CONFIG_FILE))
+  _check_config(config, os.path.join(path, CONFIG_FILE))
   arrays = _restore_arrays(path)
   check_params(arrays, config, f"model directory {path}")
   params = jax.device_put(arrays)

@@ -332,3 +332,27 @@ def test_psp_mode_runs_unpadded_and_downsamples(tmp_path):
   # ... or by a 2 x 2 average pool.
   want = plain.reshape(1, 64, 2, 64, 2, 3).mean(axis=(2, 4))
   np.testing.assert_allclose(pool, want, atol=1e-5)
+
+
+def test_incompatible_config_refused(saved, tmp_path):
+  cfg, params, src = saved
+  bad = _config(stage_channels=(8, 16, 16, 16), fpn_channels=16)
+  with pytest.raises(ValueError, match="save_model: invalid model config.*"
+                     "fpn_channels"):
+    model_dir.save_model(str(tmp_path / "bad"), bad, params)
+  path = str(tmp_path / "edited")
+  shutil.copytree(src, path)
+  cfg_path = os.path.join(path, "config.json")
+  with open(cfg_path) as f:
+    meta = json.load(f)
+  meta["config"]["encoder"]["w_dim"] = 16
+  with open(cfg_path, "w") as f:
+    json.dump(meta, f)
+  with pytest.raises(ValueError, match="config.json: invalid model config.*"
+                     "w_dim"):
+    model_dir.load(path)
+  meta["config"]["encoder"]["colour"] = 1
+  with open(cfg_path, "w") as f:
+    json.dump(meta, f)
+  with pytest.raises(ValueError, match="unknown encoder config field"):
+    model_dir.load(path)
