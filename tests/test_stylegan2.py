@@ -229,6 +229,24 @@ def test_golden_synthesis(golden, ws_key, noise_mode, img_key):
   assert_close(nhwc(mine), want, what=f"torch reference vs golden {img_key}")
 
 
+def test_golden_weights_read_the_same_by_the_converter(golden, golden_dir):
+  """Cross-check: the package's loader (padinv_jax.convert) gives the same
+  config and variables as this file's own reader + conversion table."""
+  from padinv_jax.convert import main as convert_main
+  cfg, _, variables, _ = golden
+  result = convert_main.convert_file(
+      os.path.join(golden_dir, "nvidia_g32_visible.pkl"))
+  got_cfg = config_lib.gen_part(result.config)
+  for field in cfg:
+    assert got_cfg[field] == cfg[field], field
+  got = result.params["generator"]
+  assert (jax.tree_util.tree_structure(got)
+          == jax.tree_util.tree_structure(variables))
+  for a, b in zip(jax.tree_util.tree_leaves(got),
+                  jax.tree_util.tree_leaves(variables)):
+    np.testing.assert_array_equal(a, b)
+
+
 # ----------------------------------------------------------- padding space
 
 
