@@ -1,0 +1,216 @@
+"""Running the pure functions for the `padinv` command: batching, jit, metrics.
+
+The jitted functions are cached per (function, model config), not per
+loaded model, so several commands in one process (tests, notebooks calling
+cli.main) compile each computation once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from typing import Callable, Optional
+
+import jax
+import numpy as np
+
+from padinv_jax import apps
+from padinv_jax import config as config_lib
+from padinv_jax import functional
+from padinv_jax import inversion
+from padinv_jax import metrics
+from padinv_jax import model_dir
+from padinv_jax.cli_io import InputError
+
+_JIT_CACHE: dict = {}
+
+
+def _jit(fn: Callable, config, **static) -> Callable:
+  """jax.jit(partial(fn, config=config, **static)), cached by config value."""
+  key = (fn.__module__, fn.__qualname__,
+         json.dumps(model_dir.config_to_json(config), sort_keys=True),
+         tuple(sorted(static.items())))
+  if key not in _JIT_CACHE:
+    _JIT_CACHE[key] = jax.jit(functools.partial(fn, config=config, **static))
+  return _JIT_CACHE[key]
+
+
+def batched(fn: Callable, inputs, batch_size: int, desc: str):
+  """fn over the leading axis of a pytree of arrays, batch_size at a time.
+
+  The last batch is padded by repeating its final element so every call has
+  the same shape (one compilation); the padding is dropped from the result.
+  Every computation batched here is per-sample (eval-mode BatchNorm), so
+  padding cannot change the other results.
+
+  Returns:
+    fn's outputs as numpy arrays, concatenated over the batches.
+  """
+  from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
+  leaves = jax.tree_util.tree_leaves(inputs)
+  n = leaves[0].shape[0]
+  b = min(batch_size, n)
+  chunks = []
+  starts = range(0, n, b)
+  for start in tqdm.tqdm(starts, desc=desc, unit="batch", leave=False,
+                         disable=True if len(starts) < 3 else None):
+    m = min(b, n - start)
+
+    def cut(x, start=start, m=m):
+      x = np.asarray(x[start:start + m])
+      if m < b:
+        x = np.concatenate([x, np.repeat(x[-1:], b - m, axis=0)])
+      return x
+    out = fn(jax.tree_util.tree_map(cut, inputs))
+    chunks.append(jax.tree_util.tree_map(lambda v, m=m: np.asarray(v)[:m],
+                                         out))
+  return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *chunks)
+
+
+class Model:
+  """A loaded model directory with the batched computations the CLI needs."""
+
+  def __init__(self, loaded: model_dir.PadInvModel):
+    self.loaded = loaded
+    self.config = loaded.config
+    self.params = loaded.params
+    g = self.config.generator
+    self.num_ws = config_lib.num_ws(g)
+    self.w_dim = int(g.w_dim)
+    self.resolution = int(g.resolution)
+
+  @classmethod
+  def load(cls, path: str, needs_encoder: bool = True) -> "Model":
+    m = cls(model_dir.load(path))
+    if needs_encoder and not m.loaded.has_encoder:
+      raise InputError(f"model directory {path} has no encoder, so it cannot"
+                       f" invert images; use a directory converted from a "
+                       f"PadInv (or pSp) checkpoint")
+    return m
+
+  @property
+  def input_size(self) -> int:
+    return int(self.config.encoder.input_size)
+
+  def padding_keys(self) -> tuple:
+    e = self.config.encoder
+    return (config_lib.padding_keys(e.pad_layer_num) if e.use_padding_space
+            else ())
+
+  def pad_layer_num(self, pads) -> int:
+    return int(self.config.generator.pad_layer_num) if pads else 0
+
+  @staticmethod
+  def require_paddings(pads, what: str) -> None:
+    if not pads:
+      raise InputError(f"{what} needs the padding space, but this model's "
+                       f"encoder has none (use_padding_space=False)")
+
+  def invert(self, images: np.ndarray, batch_size: int):
+    """uint8 [N, s, s, 3] -> (ws [N, L, D], paddings) as numpy."""
+    f = _jit(inversion.invert, self.config)
+    return batched(lambda x: f(self.params, x), images, batch_size,
+                   "invert")
+
+  def synthesize(self, ws, pads, batch_size: int) -> np.ndarray:
+    """(ws, paddings) -> [N, R, R, 3] float32 numpy."""
+    f = _jit(functional.synthesize, self.config)
+    gen = self.params["generator"]
+    return batched(lambda c: f(gen, c[0], c[1]), (ws, dict(pads)),
+                   batch_size, "synthesize")
+
+  def from_average(self, pads, steps: int, num_codes: int):
+    f = _jit(apps.from_average, self.config, steps=steps,
+             num_codes=num_codes)
+    return f(self.params["generator"], dict(pads))
+
+  def heatmaps(self, pads, k: int):
+    f = jax.jit(functools.partial(apps.padding_heatmaps, num_components=k))
+    return jax.tree_util.tree_map(np.asarray, f(dict(pads)))
+
+
+# ------------------------------------------------------------ evaluation
+
+def _load_frozen(path: str, part: str):
+  load_part = getattr(model_dir, "load_part", None)
+  if load_part is None:
+    raise InputError(f"this padinv_jax cannot read {part} weights yet "
+                     f"(model_dir.load_part is missing)")
+  return load_part(path, part)
+
+
+def _metrics_fn(params, lpips_vars, arc_vars, images, *, config, downsample):
+  """Per-image metrics of G(E(x)) against x, compared at min(R, input)."""
+  from padinv_jax.losses import arcface  # pylint: disable=g-import-not-at-top
+  from padinv_jax.losses import lpips  # pylint: disable=g-import-not-at-top
+  size = int(config.encoder.input_size)
+  x = inversion.prepare_images(images, size)
+  ws, pads = inversion.invert(params, x, config=config)
+  y = functional.synthesize(params["generator"], ws, pads or None,
+                            config=config)
+  y = metrics.downsample(y, size, downsample)
+  if y.shape[1] < size:
+    x = inversion.resize_images(x, y.shape[1])
+  out = {"mse": metrics.mse(x, y), "psnr": metrics.psnr(x, y),
+         "ssim": metrics.ssim(x, y)}
+  if lpips_vars is not None:
+    out["lpips"] = lpips.lpips_distance(lpips_vars, x, y, "alex")
+  if arc_vars is not None:
+    out["id_sim"] = arcface.id_similarity(arc_vars, x, y)
+  return out
+
+
+def _finite(v: float) -> Optional[float]:
+  return float(v) if math.isfinite(v) else None
+
+
+def evaluate(model: Model, files, args) -> dict:
+  """Metrics of each image's reconstruction; the JSON-ready result."""
+  from padinv_jax import cli_io  # pylint: disable=g-import-not-at-top
+  lpips_vars = (_load_frozen(args.lpips_weights, "lpips")
+                if args.lpips_weights else None)
+  arc_vars = (_load_frozen(args.arcface_weights, "arcface")
+              if args.arcface_weights else None)
+  images = cli_io.read_images(files, model.input_size)
+  f = _jit(_metrics_fn, model.config, downsample=args.downsample)
+  values = batched(lambda x: f(model.params, lpips_vars, arc_vars, x),
+                   images, args.batch_size, "evaluate")
+  size = model.input_size
+  if model.resolution > size:
+    how = (f"generator outputs {model.resolution} px reduced to {size} px "
+           f"with {args.downsample}")
+  elif model.resolution < size:
+    how = (f"generator outputs {model.resolution} px; inputs area-resized "
+           f"to {model.resolution} px")
+  else:
+    how = f"generator outputs {size} px, compared as they are"
+  names = list(values)
+  stems = cli_io.unique_stems(files)
+  rows = [{"name": s, "file": p, **{k: _finite(float(values[k][i]))
+                                    for k in names}}
+          for i, (s, p) in enumerate(zip(stems, files))]
+  mean = {k: _finite(float(np.mean(values[k].astype(np.float64))))
+          for k in names}
+  return {"model": model.loaded.path, "num_images": len(files),
+          "compared_at": min(model.resolution, size),
+          "downsample": args.downsample if model.resolution > size else None,
+          "note": how, "metrics": names,
+          "units": "MSE in [-1, 1] units; PSNR = 10 log10(4 / MSE) dB; SSIM "
+                   "data_range 2, Gaussian sigma 1.5",
+          "per_image": rows, "mean": mean}
+
+
+def format_table(result: dict) -> str:
+  """The printed table: one row per image, then the mean."""
+  names = result["metrics"]
+  head = {"mse": "MSE", "psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS-alex",
+          "id_sim": "ID sim"}
+  width = max([4] + [len(r["name"]) for r in result["per_image"]])
+  fmt = lambda v: "       inf" if v is None else f"{v:10.5f}"
+  lines = [f"# {result['note']}; MSE in [-1, 1] units",
+           f"{'image':<{width}} " + " ".join(f"{head[k]:>10}" for k in names)]
+  for r in result["per_image"] + [dict(result["mean"], name="mean")]:
+    lines.append(f"{r['name']:<{width}} "
+                 + " ".join(fmt(r[k]) for k in names))
+  return "\n".join(lines)
