@@ -43,6 +43,7 @@ def _assert_close(got, want):
   err = np.max(np.abs(np.asarray(got) - want))
   tol = 1e-4 * max(1.0, np.max(np.abs(want)))
   assert err <= tol, f"max|diff| {err:.3g} > {tol:.3g}"
+  print(f"max|diff| = {err:.3g} (max|ref| {np.max(np.abs(want)):.3g})")
   return err
 
 

@@ -1,0 +1,1 @@
+"""Loss networks used in training and evaluation: LPIPS and ArcFace (ID)."""
