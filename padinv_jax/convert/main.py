@@ -99,12 +99,14 @@ def _check_dst(dst: str, overwrite: bool) -> None:
 
 def write(result: common.Converted, dst: str, overwrite: bool) -> str:
   """Write a conversion result to DST (a model or loss-network directory)."""
-  from padinv_jax import model_dir  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
   if result.kind == "model":
+    from padinv_jax import model_dir
     return model_dir.save_model(dst, result.config, result.params,
                                 overwrite=overwrite)
-  return common.save_part(dst, result.kind, result.config, result.params,
-                          overwrite=overwrite)
+  from padinv_jax import part_dir
+  return part_dir.save_part(dst, result.kind, result.config, result.params,
+                            overwrite=overwrite)
 
 
 def _one_line(e: BaseException) -> str:
