@@ -171,8 +171,10 @@ def resize_area(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
 def _area_fast(image, kx, ky, out_h, out_w):
   """Integer factors: block means (OpenCV's resizeAreaFast)."""
   cn = image.shape[2]
-  blocks = image[:out_h * ky, :out_w * kx].astype(np.int64)
-  s = blocks.reshape(out_h, ky, out_w, kx, cn).sum(axis=(1, 3))
+  s = np.zeros((out_h, out_w, cn), np.int32)
+  for dy in range(ky):  # k^2 strided adds: much faster than a 5-D reduction
+    for dx in range(kx):
+      s += image[dy:out_h * ky:ky, dx:out_w * kx:kx]
   if kx == 2 and ky == 2 and cn in (1, 3, 4):
     return ((s + 2) >> 2).astype(np.uint8)
   # float(sum) * (1.f / area) then cvRound (half to even), as in OpenCV.
