@@ -9,9 +9,11 @@ Parameter tree (all names stable, used by the converters):
   mapping/fc{i}/{weight [in, out], bias}           buffers: mapping/w_avg
   synthesis/const [4, 4, C]
   synthesis/layer{i}/{weight [3, 3, Cin, Cout], bias, noise_strength,
-                      affine/{weight [w_dim, Cin], bias}}
+                      affine/affine/{weight [w_dim, Cin], bias}}
                                                    buffers: .../noise_const [r, r]
-  synthesis/torgb{k}/{weight [1, 1, Cin, 3], bias, affine/...}
+  synthesis/torgb{k}/{weight [1, 1, Cin, 3], bias, affine/affine/...}
+(affine/affine: the Affine module holds an EqualDense that is also named
+"affine"; the converters use this path.)
 """
 
 from __future__ import annotations
