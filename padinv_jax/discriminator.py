@@ -278,7 +278,9 @@ def d_scores(d_vars, images, *, config, num_shards: int = 1):
     config: discriminator_config() or a config with a .discriminator part.
     num_shards: how many device shards the batch holds (the mesh size);
       the minibatch-stddev groups stay within a shard, as in the original's
-      one-process-per-GPU training. 1 = the whole batch is one device's.
+      one-process-per-GPU training. 1 = the whole batch is one device's
+      (also the right value inside pmap / shard_map, where each call sees
+      only its own device's batch).
 
   Returns:
     [N] float32 scores.
