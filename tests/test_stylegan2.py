@@ -1,4 +1,4 @@
-"""StyleGAN2 generator with the padding space: parity, golden, padding space, API.
+"""StyleGAN2 generator + padding space: parity, golden outputs, padding, API.
 
 References: tests/torch_ref/stylegan2_ref.py (an independent PyTorch forward
 pass, NVIDIA key names) on the same random weights, and the official code's

@@ -86,7 +86,7 @@ def dense(x, weight, bias, lr_mul=1.0):
 
 
 def mapping(sd, z, num_ws, psi=1.0, cutoff=None, lr_mul=0.01):
-  """z [N, z_dim] -> ws [N, num_ws, w_dim] (pixel norm, fc layers, truncation)."""
+  """z [N, z_dim] -> ws [N, num_ws, w_dim]: pixel norm, fc, truncation."""
   x = z * (z.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
   i = 0
   while f"mapping.fc{i}.weight" in sd:
@@ -112,8 +112,8 @@ def padded_conv(x, weight, styles, padding_map):
   The map is cloned first: the original writes into it in place.
   """
   r = x.shape[-1]
-  canvas = centre_crop(padding_map.clone(), r + 2).clone()
-  canvas = canvas.expand(x.shape[0], -1, -1, -1).clone()
+  canvas = centre_crop(padding_map, r + 2).expand(x.shape[0], -1, -1, -1)
+  canvas = canvas.clone()  # a copy: the map itself must stay untouched
   canvas[:, :, 1:-1, 1:-1] = x * styles[:, :, None, None]
   y = F.conv2d(canvas, weight, padding=0)
   return y * demod(weight, styles)[:, :, None, None]
@@ -207,10 +207,12 @@ def state_dict_shapes(resolution, z_dim, w_dim, mapping_layers, channel_base,
     cin = ch(4) if r == 4 else ch(r // 2)
     for name in ["conv1"] if r == 4 else ["conv0", "conv1"]:
       pre = f"synthesis.b{r}.{name}."
-      shapes.update({pre + "weight": (ch(r), cin, 3, 3), pre + "bias": (ch(r),),
+      shapes.update({pre + "weight": (ch(r), cin, 3, 3),
+                     pre + "bias": (ch(r),),
                      pre + "affine.weight": (cin, w_dim),
                      pre + "affine.bias": (cin,), pre + "noise_const": (r, r),
-                     pre + "noise_strength": (), pre + "resample_filter": (4, 4)})
+                     pre + "noise_strength": (),
+                     pre + "resample_filter": (4, 4)})
       cin = ch(r)
     pre = f"synthesis.b{r}.torgb."
     shapes.update({pre + "weight": (3, cin, 1, 1), pre + "bias": (3,),
