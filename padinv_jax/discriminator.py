@@ -1,4 +1,4 @@
-"""StyleGAN2 resnet discriminator (NVIDIA stylegan2-ada-pytorch semantics), NHWC.
+"""StyleGAN2 resnet discriminator (stylegan2-ada-pytorch semantics), NHWC.
 
 PadInv's LSUN recipes train the GAN's own discriminator alongside the
 encoder (DESIGN.md section 3). Hammer's StyleGAN2Discriminator, which PadInv

@@ -1,5 +1,5 @@
 """StyleGAN2 resnet discriminator: parity with an independent PyTorch reference
-under NVIDIA's and Hammer's key names, and per-device minibatch-stddev groups."""
+under NVIDIA's and Hammer's key names; per-device minibatch-stddev groups."""
 
 import jax
 import jax.numpy as jnp

@@ -112,7 +112,9 @@ def lpips_from_official(trunk_sd: Mapping, lin_sd: Mapping,
       i, kind = m.groups()
       leaf = "kernel" if kind == "weight" else "bias"
       v = np.asarray(v, np.float32)
-      flat[f"params/features_{i}/{leaf}"] = oihw_to_hwio(v) if v.ndim == 4 else v
+      if v.ndim == 4:
+        v = oihw_to_hwio(v)
+      flat[f"params/features_{i}/{leaf}"] = v
       used.add(key)
     elif key.startswith("classifier.") or key.startswith("lin"):
       used.add(key)
@@ -204,7 +206,8 @@ def arcface_from_official(sd: Mapping, depth: int = 50) -> dict:
   Returns:
     {"params", "batch_stats"} for padinv_jax.losses.arcface.
   """
-  from padinv_jax.losses import arcface  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from padinv_jax.losses import arcface
   sd = {k[len("module."):] if k.startswith("module.") else k: v
         for k, v in sd.items()}
   for need in ("input_layer.0.weight", "output_layer.3.weight"):
