@@ -1,15 +1,15 @@
-"""Input pipeline: a TFDS builder for image folders / zips, and batch iterators.
+"""Input pipeline: batch iterators over prepared images, and mesh prefetch.
 
 API
   prepare_image_dataset(name, train=..., test=None, data_dir=None,
                         resolution=256) -> (builder, report)
-      Decode every image under a folder or inside a zip (FFHQ, CelebA-HQ
-      test, LSUN exported to images), preprocess it exactly as the original
-      (padinv_jax.preprocess: RGB, centre square crop, cv2-INTER_AREA resize)
-      and store 256 x 256 uint8 PNGs in an ArrayRecord TFDS dataset
-      "padinv_images/<name>" (random access). Unreadable files are skipped,
-      never fatal: they are listed in a warning, in the returned report and in
-      the dataset's metadata.json ({"skipped": {split: [{path, reason}]}}).
+      (padinv_jax.tfds_images, re-exported) Decode every image under a
+      folder or inside a zip (FFHQ, CelebA-HQ test, LSUN exported to images),
+      preprocess it exactly as the original (padinv_jax.preprocess: RGB,
+      centre square crop, cv2-INTER_AREA resize) and store 256 x 256 uint8
+      PNGs in an ArrayRecord TFDS dataset "padinv_images/<name>" (random
+      access). Unreadable files are skipped, never fatal: they are listed in
+      a warning, in the returned report and in the dataset's metadata.json.
       Also `python -m padinv_jax.data --name ffhq --train DIR_OR_ZIP ...`.
   default_data_config() -> ConfigDict   (the `config.data` fields below)
   open_source(data_config, split) -> random-access source of uint8 images
@@ -36,31 +36,34 @@ jax.devices() (devices sorted by process).
 
 Mirroring (FFHQ recipe, `mirror=True`): virtual index i >= N is example
 i - N flipped left-right; no random flips. LSUN: `mirror=False`.
+
+Sources. Batches read source[i]["image"] (uint8 [R, R, 3]) from a TFDS
+ArrayRecord data source (tfds.testing.mock_data works too) or from memory
+(ArraySource, e.g. the demo images of padinv_jax.demo_data); examples of
+another size are preprocessed on the fly. After the source every path is the
+same: mirror, then float32 x / 255 * 2 - 1 on the host (the original's
+order and float32 ops). `num_workers` host threads build `host_prefetch`
+batches ahead.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import concurrent.futures
-import io
-import os
 import threading
-import warnings
-import zipfile
-from typing import Any, Iterator, Optional
+from typing import Iterator, Optional
 
 import jax
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 
 from padinv_jax import preprocess
+from padinv_jax import tfds_images
+from padinv_jax.tfds_images import BUILDER_NAME
+from padinv_jax.tfds_images import image_builder
+from padinv_jax.tfds_images import prepare_image_dataset  # noqa: F401 (API)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff",
-                    ".gif", ".ppm", ".pgm")
-BUILDER_NAME = "padinv_images"
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -77,158 +80,6 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.num_workers = 4  # host threads assembling batches
   c.host_prefetch = 4  # batches prepared ahead on the host
   return c
-
-
-# -- TFDS builder ------------------------------------------------------------
-
-
-class PadinvImagesConfig(tfds.core.BuilderConfig):
-  """Where the images are and the stored resolution."""
-
-  def __init__(self, *, name: str, train: Optional[str] = None,
-               test: Optional[str] = None, resolution: int = 256, **kw):
-    super().__init__(name=name, version="1.0.0",
-                     description=f"images from {train} / {test}", **kw)
-    self.train, self.test, self.resolution = train, test, resolution
-
-
-class PadinvImages(tfds.core.GeneratorBasedBuilder):
-  """Image folders or zips, preprocessed as the original at build time."""
-
-  VERSION = tfds.core.Version("1.0.0")
-  BUILDER_CONFIGS = []  # always a custom PadinvImagesConfig
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    r = self.builder_config.resolution if self.builder_config else 256
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(r, r, 3),
-                                         encoding_format="png"),
-            "path": tfds.features.Text(),
-        }),
-        # Keep the sorted-path order: index i is the i-th usable file.
-        disable_shuffling=True,
-        metadata=tfds.core.MetadataDict(skipped={}),
-    )
-
-  def _split_generators(self, dl_manager):
-    del dl_manager  # local files only
-    cfg = self.builder_config
-    out = {"train": self._generate_examples(cfg.train, "train")}
-    if cfg.test:
-      out["test"] = self._generate_examples(cfg.test, "test")
-    return out
-
-  def _generate_examples(self, location, split):
-    skipped = []
-    resolution = self.builder_config.resolution
-    for path, png, reason in _ordered_map(
-        lambda item: _prepare_file(*item, resolution), list_images(location)):
-      if png is None:
-        skipped.append({"path": path, "reason": reason})
-      else:
-        yield path, {"image": png, "path": path}
-    self.info.metadata["skipped"][split] = skipped
-    if skipped:
-      lines = "\n".join(f"  {s['path']}: {s['reason']}" for s in skipped)
-      warnings.warn(f"{BUILDER_NAME}/{self.builder_config.name} [{split}]: "
-                    f"skipped {len(skipped)} unusable file(s):\n{lines}\n"
-                    f"(also in the dataset's metadata.json)", stacklevel=1)
-
-
-def _prepare_file(path, read, resolution):
-  """(path, PNG bytes of the preprocessed image or None, reason if None)."""
-  try:
-    image = preprocess.decode_image(read(), path)
-    image = preprocess.preprocess(image, resolution)
-  except preprocess.ImageDecodeError as e:
-    return path, None, e.reason
-  except OSError as e:  # unreadable file (permissions, I/O)
-    return path, None, f"cannot read: {e}"
-  buf = io.BytesIO()
-  # Lossless; encoding here (in threads) is several times faster than
-  # letting TFDS encode in its single writer thread.
-  Image.fromarray(image).save(buf, format="PNG", compress_level=6)
-  return path, buf.getvalue(), None
-
-
-def _ordered_map(fn, items, window: int = 256):
-  """fn over items on a thread pool, results in order, bounded memory."""
-  workers = min(32, os.cpu_count() or 1)
-  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-    pending = collections.deque()
-    for item in items:
-      pending.append(pool.submit(fn, item))
-      if len(pending) >= window:
-        yield pending.popleft().result()
-    while pending:
-      yield pending.popleft().result()
-
-
-def list_images(location: str):
-  """Sorted (path, read_fn) for the image files under a folder or in a zip."""
-  if not os.path.exists(location):
-    raise FileNotFoundError(f"image source {location!r} does not exist; pass "
-                            f"a folder of images or a .zip file")
-  if os.path.isfile(location):
-    if not zipfile.is_zipfile(location):
-      raise ValueError(f"{location!r} is a file but not a zip archive; pass a "
-                       f"folder of images or a .zip file")
-    zf = zipfile.ZipFile(location)
-    names = sorted(n for n in zf.namelist()
-                   if n.lower().endswith(IMAGE_EXTENSIONS))
-    lock = threading.Lock()
-
-    def reader(n):
-      def read():
-        with lock:
-          return zf.read(n)
-      return read
-    return [(f"{location}:{n}", reader(n)) for n in names]
-  files = []
-  for root, _, names in os.walk(location):
-    files += [os.path.join(root, n) for n in names
-              if n.lower().endswith(IMAGE_EXTENSIONS)]
-
-  def file_reader(p):
-    def read():
-      with open(p, "rb") as f:
-        return f.read()
-    return read
-  return [(p, file_reader(p)) for p in sorted(files)]
-
-
-def image_builder(name: str, *, data_dir: Optional[str] = None,
-                  train: Optional[str] = None, test: Optional[str] = None,
-                  resolution: int = 256) -> PadinvImages:
-  """The builder of "padinv_images/<name>" (sources needed only to prepare)."""
-  cfg = PadinvImagesConfig(name=name, train=train, test=test,
-                           resolution=resolution)
-  return PadinvImages(config=cfg, data_dir=data_dir,
-                      file_format="array_record")
-
-
-def prepare_image_dataset(name: str, *, train: str, test: Optional[str] = None,
-                          data_dir: Optional[str] = None,
-                          resolution: int = 256):
-  """Build "padinv_images/<name>" from a folder or zip of images.
-
-  Args:
-    name: the config name; the data go to data_dir/padinv_images/<name>/.
-    train: folder or .zip with the training images.
-    test: optional folder or .zip with the held-out images (split "test").
-    data_dir: TFDS data dir (default ~/tensorflow_datasets).
-    resolution: stored square resolution (256 in every recipe).
-
-  Returns:
-    (builder, report): report is {split: [{"path", "reason"}]} of the files
-    that were skipped (also in the dataset's metadata.json).
-  """
-  builder = image_builder(name, data_dir=data_dir, train=train, test=test,
-                          resolution=resolution)
-  builder.download_and_prepare()
-  report = dict(builder.info.metadata.get("skipped", {}))
-  return builder, report
 
 
 # -- random-access sources -----------------------------------------------------
@@ -511,21 +362,8 @@ def prefetch_to_mesh(iterator, mesh_or_sharding, size: int = 2):
 
 
 def main(argv=None):
-  """python -m padinv_jax.data --name NAME --train DIR_OR_ZIP [--test ...]."""
-  p = argparse.ArgumentParser(description=main.__doc__)
-  p.add_argument("--name", required=True)
-  p.add_argument("--train", required=True)
-  p.add_argument("--test")
-  p.add_argument("--data_dir")
-  p.add_argument("--resolution", type=int, default=256)
-  a = p.parse_args(argv)
-  builder, report = prepare_image_dataset(
-      a.name, train=a.train, test=a.test, data_dir=a.data_dir,
-      resolution=a.resolution)
-  for split, info in builder.info.splits.items():
-    print(f"{split}: {info.num_examples} images, "
-          f"{len(report.get(split, []))} skipped")
-  print(f"prepared at {builder.data_dir} (skipped files: metadata.json)")
+  """`python -m padinv_jax.data`: prepare a dataset (see tfds_images.main)."""
+  tfds_images.main(argv)
 
 
 if __name__ == "__main__":
