@@ -23,7 +23,8 @@ without depending on OpenCV:
 Decoding differs from the original only where the original would crash or
 produce a non-RGB image: everything usable becomes 8-bit RGB (grey is
 replicated, alpha is dropped, 16-bit samples keep their high byte as cv2's
-IMREAD_COLOR does, CMYK goes through PIL). Anything else raises
+IMREAD_COLOR does, CMYK goes through PIL). EXIF orientation is ignored, as
+cv2.imdecode(IMREAD_UNCHANGED) ignores it. Anything else raises
 ``ImageDecodeError`` with the reason, so callers can skip and report it.
 """
 
