@@ -4,7 +4,7 @@
     --config.generator_dir=weights/stylegan2-bedroom-256 \
     --config.loss.discriminator_dir=weights/stylegan2-bedroom-256-D \
     --config.loss.lpips_weights=weights/lpips-alex \
-    --config.data.path=/data/lsun_bedroom
+    --config.data.dataset=padinv_images/lsun_bedroom --config.data.data_dir=/data/tfds
 
 Expected runtime: about a day on 8 GPUs.
 """
@@ -14,5 +14,6 @@ from configs import church256
 
 def get_config():
   c = church256.get_config()
+  c.data.dataset = "padinv_images/lsun_bedroom"
   c.loss.adv = 0.05
   return c

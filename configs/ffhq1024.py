@@ -5,13 +5,14 @@ MSE 1.0 + LPIPS-alex 0.8 + ID 0.1 + W-norm 0.003, Adam 1e-4, global batch 64,
 100k steps, the 1024 px output average-pooled to 256 for the losses.
 
 Command (8 accelerators; first convert the GAN, LPIPS and ArcFace weights, see
-README "Use official weights"):
+README "Use official weights", and prepare the images once with
+`python -m padinv_jax.data --name ffhq --train /data/ffhq --data_dir /data/tfds`):
 
   python train.py --config configs/ffhq1024.py --workdir runs/ffhq1024 \
     --config.generator_dir=weights/stylegan2-ffhq-1024 \
     --config.loss.lpips_weights=weights/lpips-alex \
     --config.loss.arcface_weights=weights/arcface \
-    --config.data.path=/data/ffhq
+    --config.data.dataset=padinv_images/ffhq --config.data.data_dir=/data/tfds
 
 Expected runtime: days on 8 GPUs (the original: about 2 days on 8 V100s).
 """
@@ -19,6 +20,7 @@ Expected runtime: days on 8 GPUs (the original: about 2 days on 8 V100s).
 import ml_collections
 
 from padinv_jax import config as model_lib
+from padinv_jax import data as data_lib
 
 
 def get_config():
@@ -32,15 +34,14 @@ def get_config():
   c.init_encoder_from_arcface = ml_collections.FieldReference(None,
                                                               field_type=str)
 
-  c.data = ml_collections.ConfigDict()
-  c.data.source = "folder"  # folder | zip | tfds | demo
-  c.data.path = ml_collections.FieldReference(None, field_type=str)
-  c.data.tfds_name = ml_collections.FieldReference(None, field_type=str)
-  c.data.eval_path = ml_collections.FieldReference(None, field_type=str)
+  # Input (padinv_jax.data): a TFDS dataset prepared from an image folder
+  # or zip with `python -m padinv_jax.data --name ffhq --train DIR_OR_ZIP`.
+  c.data = data_lib.default_data_config()
+  c.data.dataset = "padinv_images/ffhq"
+  c.data.eval_split = "train[-1000:]"  # or a prepared "test" split
   c.data.mirror = True  # FFHQ is doubled with mirrored copies
-  c.data.num_eval_images = 1000
-  c.data.num_demo_images = 64
-  c.data.data_dir = ml_collections.FieldReference(None, field_type=str)
+  c.data.num_eval_images = 1000  # evaluate on at most this many
+  c.data.num_demo_images = 64  # dataset "demo" only (made from G)
 
   c.loss = ml_collections.ConfigDict()
   c.loss.mse = 1.0

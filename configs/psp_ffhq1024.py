@@ -4,7 +4,7 @@
     --config.generator_dir=weights/stylegan2-ffhq-1024 \
     --config.loss.lpips_weights=weights/lpips-alex \
     --config.loss.arcface_weights=weights/arcface \
-    --config.data.path=/data/ffhq
+    --config.data.dataset=padinv_images/ffhq --config.data.data_dir=/data/tfds
 
 Expected runtime: as ffhq1024, slightly less.
 """

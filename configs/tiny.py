@@ -17,7 +17,8 @@ from padinv_jax import config as model_lib
 def get_config():
   c = ffhq1024.get_config()
   c.model = model_lib.tiny_model_config(resolution=32)
-  c.data.source = "demo"
+  c.data.dataset = "demo"
+  c.data.num_workers = 1
   c.data.mirror = False
   c.data.num_demo_images = 64
   c.data.num_eval_images = 16

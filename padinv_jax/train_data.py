@@ -1,0 +1,72 @@
+"""The trainer's view of the input: resumable train batches and eval passes.
+
+Dataset "demo" is made on the fly from the frozen generator
+(padinv_jax.demo_data: generator samples plus shifted / cropped / flipped
+copies outside its range), split into train and held-out images; anything
+else is a TFDS dataset opened by padinv_jax.data.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Iterator, NamedTuple
+
+import jax
+
+from padinv_jax import data as data_lib
+from padinv_jax import demo_data
+
+
+class TrainData(NamedTuple):
+  """iterate(start_step) -> this process's float batches [B, 256, 256, 3];
+  eval_batches() -> a fixed pass of {"image", "mask"} (None: no eval)."""
+  iterate: Callable[[int], Iterator]
+  eval_batches: Callable[[], Iterator] | None
+  num_train: int
+
+
+def build(cfg, model_cfg, gen_vars) -> TrainData:
+  """Train / eval sources for cfg.data (see padinv_jax.data)."""
+  d = cfg.data
+  train_source = eval_source = None
+  if d.dataset == "demo":
+    n_eval = int(d.num_eval_images)
+    images = demo_data.make_demo_dataset(
+        gen_vars, model_cfg, int(d.num_demo_images) + n_eval, seed=cfg.seed,
+        resolution=d.resolution)
+    train_source = data_lib.ArraySource(images[n_eval:])
+    eval_source = data_lib.ArraySource(images[:n_eval]) if n_eval else None
+  else:
+    train_source = data_lib.open_source(d, d.train_split)
+    if d.eval_split and d.num_eval_images:
+      eval_source = _Head(data_lib.open_source(d, d.eval_split),
+                          int(d.num_eval_images))
+
+  def iterate(start_step):
+    it = data_lib.make_train_iterator(
+        d, global_batch=cfg.batch_size, seed=cfg.seed, start_step=start_step,
+        source=train_source)
+    return (b["image"] for b in it)
+
+  eval_batches = None
+  if eval_source is not None:
+    eval_batches = functools.partial(
+        data_lib.make_eval_iterator, d, global_batch=cfg.batch_size,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        source=eval_source)
+  return TrainData(iterate, eval_batches, len(train_source))
+
+
+class _Head:
+  """The first n examples of a random-access source."""
+
+  def __init__(self, source, n):
+    self.source, self.n = source, min(n, len(source))
+
+  def __len__(self):
+    return self.n
+
+  def __getitem__(self, i):
+    if i >= self.n:
+      raise IndexError(i)
+    return self.source[i]
