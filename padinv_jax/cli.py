@@ -40,17 +40,23 @@ def cmd_invert(args, model, outs):
   stems = cli_io.unique_stems(files)
   outs.reserve([f"recon/{s}.png" for s in stems]
                + [f"codes/{s}.npz" for s in stems] + ["invert_grid.png"])
-  images = cli_io.read_images(files, model.input_size)
-  ws, pads = model.invert(images, args.batch_size)
-  recon = model.synthesize(ws, pads, args.batch_size)
-  for i, s in enumerate(stems):
-    cli_io.save_png(outs, f"recon/{s}.png", recon[i])
-    apps.save_codes(outs.path(f"codes/{s}.npz"), ws[i:i + 1],
-                    {k: v[i:i + 1] for k, v in pads.items()},
-                    num_ws=model.num_ws,
-                    pad_layer_num=model.pad_layer_num(pads))
-  rows = [[images[i], recon[i]] for i in range(min(len(stems),
-                                                   GRID_MAX_ROWS))]
+  rows = []
+  # Batch by batch, so a large folder never sits in memory.
+  for start, m, paths in cli_run.stream(np.asarray(files), args.batch_size,
+                                        "invert"):
+    images = cli_run.read_padded(paths, model.input_size)
+    ws, pads = model.invert_batch(images)
+    recon = np.asarray(model.synthesize_batch(ws, pads))
+    ws, pads = np.asarray(ws), {k: np.asarray(v) for k, v in pads.items()}
+    for i in range(m):
+      s = stems[start + i]
+      cli_io.save_png(outs, f"recon/{s}.png", recon[i])
+      apps.save_codes(outs.path(f"codes/{s}.npz"), ws[i:i + 1],
+                      {k: v[i:i + 1] for k, v in pads.items()},
+                      num_ws=model.num_ws,
+                      pad_layer_num=model.pad_layer_num(pads))
+      if len(rows) < GRID_MAX_ROWS:
+        rows.append([images[i], recon[i]])
   cli_io.save_png(outs, "invert_grid.png", images_io.make_grid(rows))
   return f"{len(stems)} image(s): recon/, codes/, invert_grid.png"
 
@@ -289,13 +295,21 @@ def _common(p, needs_encoder=True):
   p.set_defaults(needs_encoder=needs_encoder)
 
 
+class _Parser(argparse.ArgumentParser):
+  """argparse with one-line errors (exit code 2), like every other error."""
+
+  def error(self, message):
+    self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
+  parser = _Parser(
       prog="padinv", description=__doc__.split("\n\n")[0],
       formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--traceback", action="store_true",
                       help="show the full traceback on errors (debugging)")
-  sub = parser.add_subparsers(dest="command", required=True)
+  sub = parser.add_subparsers(dest="command", required=True,
+                              parser_class=_Parser)
 
   p = sub.add_parser("invert", help="images -> reconstructions + codes .npz")
   p.add_argument("images", nargs="+", help="image files or folders")
@@ -342,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
                  help="where a --pair delta is applied (default padding: "
                       "spatial attributes; use w for style attributes)")
   p.add_argument("--alpha", help="comma-separated strengths (default "
-                 "0.5,1,1.5 for --pair, -3,-1.5,1.5,3 for --direction)")
+                 "0.5,1,1.5 for --pair, -3,-1.5,1.5,3 for --direction); "
+                 "write --alpha=-3,3 when the first is negative")
   p.add_argument("--layers", help="W+ codes to edit: a:b (b exclusive) or "
                  "0,1,2 (default all)")
   p.add_argument("--padding-keys", help="padding maps to edit, e.g. "

@@ -36,22 +36,17 @@ def _jit(fn: Callable, config, **static) -> Callable:
   return _JIT_CACHE[key]
 
 
-def batched(fn: Callable, inputs, batch_size: int, desc: str):
-  """fn over the leading axis of a pytree of arrays, batch_size at a time.
+def stream(inputs, batch_size: int, desc: str):
+  """Yield (start, m, chunk): the leading axis of a pytree, batch_size at a time.
 
-  The last batch is padded by repeating its final element so every call has
-  the same shape (one compilation); the padding is dropped from the result.
-  Every computation batched here is per-sample (eval-mode BatchNorm), so
-  padding cannot change the other results.
-
-  Returns:
-    fn's outputs as numpy arrays, concatenated over the batches.
+  The last chunk is padded by repeating its final element so every call has
+  the same shape (one compilation); callers keep the first m results. Every
+  computation batched here is per-sample (eval-mode BatchNorm), so padding
+  cannot change the other results.
   """
   from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
-  leaves = jax.tree_util.tree_leaves(inputs)
-  n = leaves[0].shape[0]
+  n = jax.tree_util.tree_leaves(inputs)[0].shape[0]
   b = min(batch_size, n)
-  chunks = []
   starts = range(0, n, b)
   for start in tqdm.tqdm(starts, desc=desc, unit="batch", leave=False,
                          disable=True if len(starts) < 3 else None):
@@ -62,10 +57,23 @@ def batched(fn: Callable, inputs, batch_size: int, desc: str):
       if m < b:
         x = np.concatenate([x, np.repeat(x[-1:], b - m, axis=0)])
       return x
-    out = fn(jax.tree_util.tree_map(cut, inputs))
-    chunks.append(jax.tree_util.tree_map(lambda v, m=m: np.asarray(v)[:m],
-                                         out))
+    yield start, m, jax.tree_util.tree_map(cut, inputs)
+
+
+def batched(fn: Callable, inputs, batch_size: int, desc: str):
+  """fn over :func:`stream` chunks; numpy results concatenated (padding cut)."""
+  chunks = [jax.tree_util.tree_map(lambda v, m=m: np.asarray(v)[:m], fn(c))
+            for _, m, c in stream(inputs, batch_size, desc)]
   return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *chunks)
+
+
+def read_padded(paths, size: int) -> np.ndarray:
+  """read_images for a :func:`stream` chunk of paths (repeats read once)."""
+  from padinv_jax import cli_io  # pylint: disable=g-import-not-at-top
+  paths = [str(p) for p in paths]
+  uniq = list(dict.fromkeys(paths))
+  images = cli_io.read_images(uniq, size)
+  return images[[uniq.index(p) for p in paths]]
 
 
 class Model:
@@ -107,17 +115,22 @@ class Model:
       raise InputError(f"{what} needs the padding space, but this model's "
                        f"encoder has none (use_padding_space=False)")
 
+  def invert_batch(self, images):
+    """uint8 [B, s, s, 3] -> (ws, paddings), one jitted call."""
+    return _jit(inversion.invert, self.config)(self.params, images)
+
+  def synthesize_batch(self, ws, pads):
+    """(ws, paddings) of B images -> [B, R, R, 3], one jitted call."""
+    f = _jit(functional.synthesize, self.config)
+    return f(self.params["generator"], ws, dict(pads))
+
   def invert(self, images: np.ndarray, batch_size: int):
     """uint8 [N, s, s, 3] -> (ws [N, L, D], paddings) as numpy."""
-    f = _jit(inversion.invert, self.config)
-    return batched(lambda x: f(self.params, x), images, batch_size,
-                   "invert")
+    return batched(self.invert_batch, images, batch_size, "invert")
 
   def synthesize(self, ws, pads, batch_size: int) -> np.ndarray:
     """(ws, paddings) -> [N, R, R, 3] float32 numpy."""
-    f = _jit(functional.synthesize, self.config)
-    gen = self.params["generator"]
-    return batched(lambda c: f(gen, c[0], c[1]), (ws, dict(pads)),
+    return batched(lambda c: self.synthesize_batch(*c), (ws, dict(pads)),
                    batch_size, "synthesize")
 
   def from_average(self, pads, steps: int, num_codes: int):
@@ -140,16 +153,16 @@ def _load_frozen(path: str, part: str):
   return load_part(path, part)
 
 
-def _metrics_fn(params, lpips_vars, arc_vars, images, *, config, downsample):
-  """Per-image metrics of G(E(x)) against x, compared at min(R, input)."""
+def _metrics_fn(lpips_vars, arc_vars, images, recon, *, size, downsample):
+  """Per-image metrics of reconstructions against their inputs.
+
+  Compared at min(R, size): larger outputs are reduced with ``downsample``,
+  smaller ones are compared with the inputs area-resized to R.
+  """
   from padinv_jax.losses import arcface  # pylint: disable=g-import-not-at-top
   from padinv_jax.losses import lpips  # pylint: disable=g-import-not-at-top
-  size = int(config.encoder.input_size)
   x = inversion.prepare_images(images, size)
-  ws, pads = inversion.invert(params, x, config=config)
-  y = functional.synthesize(params["generator"], ws, pads or None,
-                            config=config)
-  y = metrics.downsample(y, size, downsample)
+  y = metrics.downsample(recon, size, downsample)
   if y.shape[1] < size:
     x = inversion.resize_images(x, y.shape[1])
   out = {"mse": metrics.mse(x, y), "psnr": metrics.psnr(x, y),
@@ -172,11 +185,17 @@ def evaluate(model: Model, files, args) -> dict:
                 if args.lpips_weights else None)
   arc_vars = (_load_frozen(args.arcface_weights, "arcface")
               if args.arcface_weights else None)
-  images = cli_io.read_images(files, model.input_size)
-  f = _jit(_metrics_fn, model.config, downsample=args.downsample)
-  values = batched(lambda x: f(model.params, lpips_vars, arc_vars, x),
-                   images, args.batch_size, "evaluate")
   size = model.input_size
+  measure = jax.jit(functools.partial(_metrics_fn, size=size,
+                                      downsample=args.downsample))
+
+  def batch_metrics(paths):
+    x = read_padded(paths, size)
+    recon = model.synthesize_batch(*model.invert_batch(x))
+    return measure(lpips_vars, arc_vars, x, recon)
+  # Files are read batch by batch: a large folder never sits in memory.
+  values = batched(batch_metrics, np.asarray(files), args.batch_size,
+                   "evaluate")
   if model.resolution > size:
     how = (f"generator outputs {model.resolution} px reduced to {size} px "
            f"with {args.downsample}")
