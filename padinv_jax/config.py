@@ -55,6 +55,8 @@ def encoder_config(**overrides: Any) -> ml_collections.ConfigDict:
   c.use_padding_space = True
   c.pad_layer_num = 4
   c.pad_units = 2  # IR-SE units in the padding branch
+  # Unit counts per stage overriding depth (tiny test/demo networks only).
+  c.units = ml_collections.FieldReference(None, field_type=tuple)
   c.w_avg_per_code = False  # w_avg of shape [w_dim] or [num_codes, w_dim]
   for k, v in overrides.items():
     if k not in c:
@@ -80,7 +82,7 @@ def tiny_model_config(resolution: int = 32, with_encoder: bool = True):
   gen = dict(resolution=resolution, z_dim=32, w_dim=32, mapping_layers=2,
              channel_base=1024, channel_max=32)
   enc = dict(stem_channels=8, stage_channels=(8, 16, 32, 32), fpn_channels=32,
-             w_dim=32, depth=50)
+             w_dim=32, units=(1, 1, 1, 1), pad_units=1)
   return model_config(gen, enc, with_encoder)
 
 

@@ -91,6 +91,7 @@ class Encoder(nn.Module):
   pad_layer_num: int = 4
   pad_units: int = 2
   w_avg_per_code: bool = False
+  units: Optional[Sequence[int]] = None
   axis_name: Optional[str] = None
 
   @property
@@ -117,7 +118,8 @@ class Encoder(nn.Module):
     x = irse.Stem(self.stem_channels, axis_name=self.axis_name,
                   name="stem")(images, train)
     stages = irse.IRSEBody(self.depth, tuple(self.stage_channels),
-                           axis_name=self.axis_name, name="body")(x, train)
+                           axis_name=self.axis_name, units=self.units,
+                           name="body")(x, train)
 
     # FPN over the last `num_levels` stages (low level first); the top level
     # enters unchanged, so its width must already be fpn_channels.
@@ -175,7 +177,9 @@ def validate_encoder_config(enc_cfg) -> None:
     enc_cfg: ``config.encoder`` (or a whole ModelConfig).
   """
   c = _enc_part(enc_cfg)
-  if c.depth not in irse.UNIT_COUNTS:
+  if c.get("units") is not None:
+    irse.unit_specs(units=c.units)  # validates the override
+  elif c.depth not in irse.UNIT_COUNTS:
     raise ValueError(f"encoder.depth must be one of {sorted(irse.UNIT_COUNTS)}"
                      f", got {c.depth}")
   if c.encoder_type not in ("psp", "e4e"):
@@ -262,7 +266,9 @@ def build_encoder(enc_cfg, axis_name: Optional[str] = None) -> Encoder:
                  encoder_type=c.encoder_type,
                  use_padding_space=c.use_padding_space,
                  pad_layer_num=c.pad_layer_num, pad_units=c.pad_units,
-                 w_avg_per_code=c.w_avg_per_code, axis_name=axis_name)
+                 w_avg_per_code=c.w_avg_per_code,
+                 units=None if c.get("units") is None else tuple(c.units),
+                 axis_name=axis_name)
 
 
 def init_encoder(rng, config):

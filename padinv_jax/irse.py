@@ -37,7 +37,8 @@ class UnitSpec(NamedTuple):
 
 def unit_specs(depth: int = 50,
                stage_channels: Sequence[int] = STAGE_CHANNELS,
-               in_channels: Optional[int] = None) -> list[list[UnitSpec]]:
+               in_channels: Optional[int] = None,
+               units: Optional[Sequence[int]] = None) -> list[list[UnitSpec]]:
   """The IR-SE body as a list of stages, each a list of units.
 
   The first unit of every stage has stride 2 (so a 256 px stem output gives
@@ -48,18 +49,26 @@ def unit_specs(depth: int = 50,
     stage_channels: output channels of the four stages.
     in_channels: channels entering the first stage (the stem's width);
       defaults to stage_channels[0] as in the original.
+    units: optional unit counts per stage overriding ``depth`` (small test
+      and demo networks; no original checkpoint has them).
 
   Returns:
     ``specs[s][u]`` = UnitSpec(in_channels, out_channels, stride).
   """
-  if depth not in UNIT_COUNTS:
+  if units is not None:
+    counts = tuple(int(u) for u in units)
+    if len(counts) != 4 or min(counts) < 1:
+      raise ValueError(f"IR-SE units must be 4 positive counts, got {units}")
+  elif depth not in UNIT_COUNTS:
     raise ValueError(f"IR-SE depth must be one of {sorted(UNIT_COUNTS)}, "
                      f"got {depth}")
+  else:
+    counts = UNIT_COUNTS[depth]
   if len(stage_channels) != 4:
     raise ValueError(f"stage_channels needs 4 entries, got {stage_channels}")
   cin = stage_channels[0] if in_channels is None else in_channels
   specs = []
-  for n, cout in zip(UNIT_COUNTS[depth], stage_channels):
+  for n, cout in zip(counts, stage_channels):
     stage = [UnitSpec(cin, cout, 2)]
     stage += [UnitSpec(cout, cout, 1) for _ in range(n - 1)]
     specs.append(stage)
@@ -141,6 +150,7 @@ class IRSEBody(nn.Module):
     depth: 50, 100 or 152.
     stage_channels: output channels per stage.
     axis_name: BatchNorm cross-device axis under pmap.
+    units: optional unit counts per stage overriding depth.
 
   Returns (from __call__):
     The list of the four stage outputs (the last one is the body's output).
@@ -148,11 +158,13 @@ class IRSEBody(nn.Module):
   depth: int = 50
   stage_channels: Sequence[int] = STAGE_CHANNELS
   axis_name: Optional[str] = None
+  units: Optional[Sequence[int]] = None
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     outs = []
-    specs = unit_specs(self.depth, self.stage_channels, x.shape[-1])
+    specs = unit_specs(self.depth, self.stage_channels, x.shape[-1],
+                       self.units)
     for s, stage in enumerate(specs):
       for u, spec in enumerate(stage):
         x = IRSEUnit(spec.out_channels, spec.stride, axis_name=self.axis_name,
