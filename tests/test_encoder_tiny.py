@@ -1,0 +1,48 @@
+"""The tiny ModelConfig's encoder: real init (PyTorch default initialisers),
+forward at 256 px, and the generator consuming its codes and padding maps.
+
+Separate from test_encoder.py because compiling a flax init of the whole
+encoder (~350 variables) is the slowest step of the encoder tests.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from padinv_jax import config as config_lib
+from padinv_jax import encoder as encoder_lib
+from padinv_jax import functional
+
+
+def _images(n=1, seed=0):
+  rng = np.random.default_rng(seed)
+  yy, xx = np.meshgrid(np.linspace(-1, 1, 256), np.linspace(-1, 1, 256),
+                       indexing="ij")
+  base = np.stack([np.sin(3 * xx + yy), np.cos(2 * yy - xx), xx * yy], -1)
+  x = 0.6 * base[None] + 0.4 * rng.uniform(-1, 1, (n, 256, 256, 3))
+  return np.clip(x, -1, 1).astype(np.float32)
+
+
+def test_tiny_model_config_runs_end_to_end_with_the_generator():
+  cfg = config_lib.tiny_model_config()
+  encoder_lib.check_compatible(cfg)
+  enc = encoder_lib.init_encoder(jax.random.key(0), cfg)
+  # PyTorch default initialisers: BN 1/0, PReLU 0.25, conv U(+-1/sqrt(fan_in)).
+  p = enc["params"]
+  assert np.all(p["stem"]["bn"]["scale"] == 1) and np.all(
+      p["stem"]["prelu"]["weight"] == 0.25)
+  k = p["head0"]["conv0"]["kernel"]
+  bound = 1 / np.sqrt(9 * k.shape[2])
+  assert float(jnp.abs(k).max()) <= bound and float(jnp.abs(k).max()) > 0.9 * (
+      bound)
+  assert 0.9 < float(jnp.std(p["head0"]["linear"]["weight"])) < 1.1
+  assert np.all(p["head0"]["linear"]["bias"] == 0)
+  assert enc["buffers"]["w_avg"].shape == (cfg.encoder.w_dim,)
+  gen = functional.init_generator(jax.random.key(1), cfg)
+  model = encoder_lib.build_encoder(cfg)
+  ws, maps = jax.jit(model.apply)(enc, _images(1))
+  assert ws.shape == (1, 18, 32)
+  img = functional.synthesize(gen, ws, maps, config=cfg)
+  assert img.shape == (1, 32, 32, 3) and bool(jnp.all(jnp.isfinite(img)))
+  img_plain = functional.synthesize(gen, ws, None, config=cfg)
+  assert float(jnp.abs(img - img_plain).max()) > 1e-3  # paddings matter
