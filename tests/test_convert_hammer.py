@@ -77,6 +77,11 @@ def to_hammer_generator(sd):
 
 @pytest.fixture(scope="module")
 def nets():
+  return make_nets()
+
+
+def make_nets():
+  """Random tiny PadInv encoder + Hammer generator (and references)."""
   g_sd = g_ref.random_state_dict(**GEN, seed=3)
   g_sd["mapping.w_avg"] = torch.randn(GEN["w_dim"],
                                       generator=torch.Generator().manual_seed(4))

@@ -51,6 +51,11 @@ def to_psp_keys(sd):
 
 @pytest.fixture(scope="module")
 def psp(tmp_path_factory):
+  return make_psp_files(tmp_path_factory.mktemp("psp"))
+
+
+def make_psp_files(d):
+  """pSp / e4e / no-encoder_type checkpoints of one random net in ``d``."""
   enc = enc_ref.PadInvEncoderRef(**ENC, encoder_type="psp").eval()
   enc_ref.randomize_(enc, seed=11)
   e4e = enc_ref.PadInvEncoderRef(**ENC, encoder_type="e4e").eval()
@@ -62,7 +67,6 @@ def psp(tmp_path_factory):
                                                      32: 32}, seed=13)
   sd = dict(to_psp_keys(enc.state_dict()))
   sd.update({"decoder." + k: v for k, v in dec.items()})
-  d = tmp_path_factory.mktemp("psp")
 
   def save(name, encoder_type):
     opts = {"output_size": RES, "n_styles": N_STYLES, "input_nc": 3,
