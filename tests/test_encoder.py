@@ -237,3 +237,46 @@ def test_full_size_parameter_count():
       config_lib.encoder_config(use_padding_space=False))["params"])
   assert n_psp == stem + body + fpn + heads == 267_136_704
   assert n - n_psp == pad
+
+
+def test_depths_100_and_152_have_the_original_unit_counts():
+  for depth, counts in ((100, (3, 13, 30, 3)), (152, (3, 8, 36, 3))):
+    body = encoder_lib.encoder_shapes(_cfg(depth=depth))["params"]["body"]
+    per_stage = [sum(k.startswith(f"stage{s}_") for k in body)
+                 for s in range(4)]
+    assert tuple(per_stage) == counts
+    # Only first units that change width (8->16->32; 32->32 in this small
+    # config's last stage) have a shortcut conv; the rest subsample.
+    assert sorted(k for k in body if "shortcut_conv" in body[k]) == [
+        "stage1_unit0", "stage2_unit0"]
+
+
+def test_batch_statistics_cover_the_global_batch_across_devices():
+  """SyncBN: sharded jit and pmap(axis_name) give the single-device update."""
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+  from padinv_jax import irse
+  n_dev = jax.device_count()
+  assert n_dev == 8  # conftest fakes 8 CPU devices
+  unit = irse.IRSEUnit(16, stride=2)
+  x = np.random.default_rng(0).standard_normal((n_dev, 8, 8, 8)).astype(
+      np.float32)
+  variables = unit.init(jax.random.key(0), x)
+
+  def step(v, x):
+    return unit.apply(v, x, train=True, mutable=["batch_stats"])
+
+  y, want = jax.jit(step)(variables, x)
+  mesh = Mesh(np.array(jax.devices()), ("data",))
+  xs = jax.device_put(x, NamedSharding(mesh, P("data")))
+  y_sharded, got = jax.jit(step)(variables, xs)
+  np.testing.assert_allclose(y_sharded, y, rtol=1e-5, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
+                                                       atol=1e-6), got, want)
+
+  unit_p = irse.IRSEUnit(16, stride=2, axis_name="batch")
+  y_p, got_p = jax.pmap(
+      lambda v, x: unit_p.apply(v, x, train=True, mutable=["batch_stats"]),
+      axis_name="batch", in_axes=(None, 0))(variables, x[:, None])
+  np.testing.assert_allclose(np.asarray(y_p)[:, 0], y, rtol=1e-5, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b, rtol=1e-5,
+                                                       atol=1e-6), got_p, want)
