@@ -146,14 +146,13 @@ class Model:
 # ------------------------------------------------------------ evaluation
 
 def _load_frozen(path: str, part: str):
-  load_part = getattr(model_dir, "load_part", None)
-  if load_part is None:
-    raise InputError(f"this padinv_jax cannot read {part} weights yet "
-                     f"(model_dir.load_part is missing)")
-  return load_part(path, part)
+  """Variables and config of an LPIPS / ArcFace part directory."""
+  from padinv_jax import part_dir  # pylint: disable=g-import-not-at-top
+  return part_dir.load_part(path, part), part_dir.read_config(path)["config"]
 
 
-def _metrics_fn(lpips_vars, arc_vars, images, recon, *, size, downsample):
+def _metrics_fn(lpips_vars, arc_vars, images, recon, *, size, downsample,
+                lpips_net="alex"):
   """Per-image metrics of reconstructions against their inputs.
 
   Compared at min(R, size): larger outputs are reduced with ``downsample``,
@@ -168,7 +167,7 @@ def _metrics_fn(lpips_vars, arc_vars, images, recon, *, size, downsample):
   out = {"mse": metrics.mse(x, y), "psnr": metrics.psnr(x, y),
          "ssim": metrics.ssim(x, y)}
   if lpips_vars is not None:
-    out["lpips"] = lpips.lpips_distance(lpips_vars, x, y, "alex")
+    out["lpips"] = lpips.lpips_distance(lpips_vars, x, y, lpips_net)
   if arc_vars is not None:
     out["id_sim"] = arcface.id_similarity(arc_vars, x, y)
   return out
@@ -181,13 +180,16 @@ def _finite(v: float) -> Optional[float]:
 def evaluate(model: Model, files, args) -> dict:
   """Metrics of each image's reconstruction; the JSON-ready result."""
   from padinv_jax import cli_io  # pylint: disable=g-import-not-at-top
-  lpips_vars = (_load_frozen(args.lpips_weights, "lpips")
-                if args.lpips_weights else None)
-  arc_vars = (_load_frozen(args.arcface_weights, "arcface")
-              if args.arcface_weights else None)
+  lpips_vars, arc_vars, lpips_net = None, None, "alex"
+  if args.lpips_weights:
+    lpips_vars, lpips_cfg = _load_frozen(args.lpips_weights, "lpips")
+    lpips_net = lpips_cfg.get("net", "alex")
+  if args.arcface_weights:
+    arc_vars, _ = _load_frozen(args.arcface_weights, "arcface")
   size = model.input_size
   measure = jax.jit(functools.partial(_metrics_fn, size=size,
-                                      downsample=args.downsample))
+                                      downsample=args.downsample,
+                                      lpips_net=lpips_net))
 
   def batch_metrics(paths):
     x = read_padded(paths, size)
@@ -204,7 +206,8 @@ def evaluate(model: Model, files, args) -> dict:
            f"to {model.resolution} px")
   else:
     how = f"generator outputs {size} px, compared as they are"
-  names = list(values)
+  names = [k for k in ("mse", "psnr", "ssim", "lpips", "id_sim")
+           if k in values]  # jax returns dicts key-sorted
   stems = cli_io.unique_stems(files)
   rows = [{"name": s, "file": p, **{k: _finite(float(values[k][i]))
                                     for k in names}}
@@ -215,6 +218,7 @@ def evaluate(model: Model, files, args) -> dict:
           "compared_at": min(model.resolution, size),
           "downsample": args.downsample if model.resolution > size else None,
           "note": how, "metrics": names,
+          "lpips_net": lpips_net if lpips_vars is not None else None,
           "units": "MSE in [-1, 1] units; PSNR = 10 log10(4 / MSE) dB; SSIM "
                    "data_range 2, Gaussian sigma 1.5",
           "per_image": rows, "mean": mean}
@@ -223,7 +227,8 @@ def evaluate(model: Model, files, args) -> dict:
 def format_table(result: dict) -> str:
   """The printed table: one row per image, then the mean."""
   names = result["metrics"]
-  head = {"mse": "MSE", "psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS-alex",
+  head = {"mse": "MSE", "psnr": "PSNR", "ssim": "SSIM",
+          "lpips": f"LPIPS-{result.get('lpips_net') or 'alex'}",
           "id_sim": "ID sim"}
   width = max([4] + [len(r["name"]) for r in result["per_image"]])
   fmt = lambda v: "       inf" if v is None else f"{v:10.5f}"

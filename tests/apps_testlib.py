@@ -97,3 +97,20 @@ def random_image(size: int, seed: int) -> np.ndarray:
                   + rng.rand() * 6) for _ in range(3)]
   img = 0.5 + 0.4 * np.stack(chans, -1) + 0.1 * rng.rand(size, size, 3)
   return np.clip(img * 255, 0, 255).astype(np.uint8)
+
+
+def save_random_part(path: str, part: str, config: dict, seed: int = 0):
+  """A random LPIPS / ArcFace part directory (as padinv-convert writes)."""
+  from padinv_jax import part_dir  # pylint: disable=g-import-not-at-top
+  rng = np.random.RandomState(seed)
+  shapes = part_dir.expected_shapes(part, config)
+  flat, treedef = jax.tree_util.tree_flatten_with_path(shapes)
+  leaves = []
+  for p, s in flat:
+    name = "/".join(str(getattr(k, "key", k)) for k in p)
+    v = np.abs(_fill("encoder/" + name, s.shape, rng)) if name.startswith(
+        "params/lin") else _fill("encoder/" + name, s.shape, rng)
+    leaves.append(np.asarray(v, s.dtype))
+  variables = jax.tree_util.tree_unflatten(treedef, leaves)
+  part_dir.save_part(os.fspath(path), part, config, variables)
+  return variables
