@@ -49,7 +49,9 @@ UNITS = irse.UNIT_COUNTS
 
 
 class Map2Style(nn.Module):
-  """pSp's GradualStyleBlock: log2(n) x [3x3 conv s2 p1 + LeakyReLU(0.01)] -> EqualDense.
+  """pSp's GradualStyleBlock (PadInv's Map2StyleCodeHead).
+
+  log2(n) x [3x3 conv stride 2 pad 1 + LeakyReLU(0.01)] -> EqualDense.
 
   The convs have ``features`` channels (the code width); PyTorch's default
   init. The equalised dense has weight N(0, 1) scaled by 1/sqrt(in) at run
@@ -78,6 +80,11 @@ class Encoder(nn.Module):
 
   Attributes mirror ``config.encoder_config`` (see there); ``axis_name`` is
   the BatchNorm cross-device axis under pmap (None under a global-view jit).
+  The heads' conv counts follow the actual level sides (log2 n); the
+  original hard-codes sides 16 * 2^level, the same thing at its only input
+  size, 256 px, so other input sizes have no PyTorch reference. Not offered:
+  the original's only_pad_even=False (crashes there, rejected by
+  validate_encoder_config) and its use_padding_modulation_head=False.
   """
   depth: int = 50
   input_size: int = 256

@@ -1,4 +1,4 @@
-"""IR-SE building blocks (ResNet "improved residual" units with squeeze-excitation).
+"""IR-SE building blocks: improved-residual units with squeeze-excitation.
 
 Shared by the PadInv / pSp encoder body and the ArcFace IR-SE-50 identity
 network: both use exactly these units (InsightFace's bottleneck_IR_SE).
@@ -77,7 +77,7 @@ def unit_specs(depth: int = 50,
 
 
 class SqueezeExcite(nn.Module):
-  """avg-pool -> 1x1 conv C->C/r (no bias) -> ReLU -> 1x1 conv -> sigmoid -> x*."""
+  """x * sigmoid(1x1 conv(ReLU(1x1 conv C->C/r(avg-pool x)))), no biases."""
   reduction: int = 16
 
   @nn.compact

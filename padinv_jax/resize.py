@@ -1,4 +1,4 @@
-"""Align-corners bilinear and bicubic resizes with PyTorch's exact semantics, NHWC.
+"""Align-corners bilinear and bicubic resizes with PyTorch's semantics, NHWC.
 
 torch.nn.functional.interpolate(..., align_corners=True) maps output index
 i to the source coordinate x = i * (in - 1) / (out - 1) (0 when out == 1).
@@ -98,7 +98,8 @@ def resize_bilinear(x, size: Size):
   """
   chex.assert_rank(x, 4)
   h, w = _as_hw(size)
-  return _apply(x, bilinear_matrix(x.shape[1], h), bilinear_matrix(x.shape[2], w))
+  return _apply(x, bilinear_matrix(x.shape[1], h),
+                bilinear_matrix(x.shape[2], w))
 
 
 def resize_bicubic(x, size: Size, a: float = -0.75):

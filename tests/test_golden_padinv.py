@@ -110,3 +110,28 @@ def test_official_padinv_encoder_and_generators(golden_dir):
   _check("img_gan (G_smooth)", _nchw(img_gan), ref["img_gan"])
   _check("img_gan_pad (G_smooth, padded)", _nchw(img_gan_pad),
          ref["img_gan_pad"])
+
+
+def test_hammer_converter_refuses_mismatches(golden_dir):
+  from padinv_jax.convert.errors import MismatchError
+  spec, weights, _ = _load_case(golden_dir)
+  cfg = _model_config(spec)
+  g = dict(weights["generator"])
+  bad = dict(g)
+  bad["synthesis.layer3.filter"] = np.ones((4, 4), np.float32) / 16
+  with pytest.raises(MismatchError, match="synthesis.layer3.filter"):
+    padinv_keys.generator_from_hammer(bad, cfg.generator)
+  bad = dict(g)
+  del bad["synthesis.layer5.style.bias"]
+  bad["synthesis.layer9.weight"] = g["synthesis.layer8.weight"]
+  bad["mapping.dense0.weight"] = g["mapping.dense0.weight"][:, :7]
+  with pytest.raises(MismatchError) as e:
+    padinv_keys.generator_from_hammer(bad, cfg.generator)
+  for key in ("synthesis.layer5.style.bias", "synthesis.layer9.weight",
+              "mapping.dense0.weight"):
+    assert key in str(e.value)
+  enc = dict(weights["encoder"])
+  del enc["padding_modulation_heads.3.bias"]
+  with pytest.raises(MismatchError, match="padding_modulation_heads.3.bias"):
+    padinv_keys.encoder_from_official(enc, cfg.encoder,
+                                      w_avg=g["w_avg"])

@@ -1,4 +1,4 @@
-"""Align-corners bilinear / bicubic resizes vs torch.nn.functional.interpolate."""
+"""Align-corners bilinear / bicubic resizes vs F.interpolate."""
 
 import numpy as np
 import pytest
