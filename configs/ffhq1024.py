@@ -38,7 +38,12 @@ def get_config():
   # or zip with `python -m padinv_jax.data --name ffhq --train DIR_OR_ZIP`.
   c.data = data_lib.default_data_config()
   c.data.dataset = "padinv_images/ffhq"
-  c.data.eval_split = "train[-1000:]"  # or a prepared "test" split
+  # Or give the images directly: the dataset is prepared on first use into
+  # data.data_dir (default WORKDIR/tfds); unreadable files are skipped and
+  # listed in WORKDIR/skipped_files.json.
+  c.data.image_dir = ml_collections.FieldReference(None, field_type=str)
+  c.data.eval_image_dir = ml_collections.FieldReference(None, field_type=str)
+  c.data.eval_split = "test"  # CelebA-HQ test for faces; skipped if absent
   c.data.mirror = True  # FFHQ is doubled with mirrored copies
   c.data.num_eval_images = 1000  # evaluate on at most this many
   c.data.num_demo_images = 64  # dataset "demo" only (made from G)
@@ -80,6 +85,7 @@ def get_config():
   c.batch_size = 64  # global
   c.num_steps = 100_000
   c.parallel = "jit"  # jit (global-view mesh) | pmap
+  c.num_devices = 0  # 0: all devices; k: the first k (single process only)
   c.compute_dtype = "float32"
   c.log_every = 50
   c.image_every = 1000

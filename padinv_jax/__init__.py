@@ -1,13 +1,19 @@
 """padinv_jax: PadInv (GAN inversion with padding space) in JAX/Flax.
 
 Public API (pure functions unless noted):
-  mapping, synthesize        generator (padinv_jax.functional)
-  init_generator             random generator variables
+  mapping, synthesize            the generator (padinv_jax.functional)
+  invert, reconstruct            the encoder, then the generator
+  load, save_model               model directories (load returns PadInvModel)
+  init_generator, init_encoder   random variables for a config
   model_config, tiny_model_config
 """
 
 from padinv_jax.config import model_config, tiny_model_config
+from padinv_jax.encoder import init_encoder
 from padinv_jax.functional import init_generator, mapping, synthesize
+from padinv_jax.inversion import invert, prepare_images, reconstruct
+from padinv_jax.model_dir import PadInvModel, load, save_model
 
-__all__ = ["mapping", "synthesize", "init_generator", "model_config",
-           "tiny_model_config"]
+__all__ = ["mapping", "synthesize", "invert", "reconstruct", "prepare_images",
+           "load", "save_model", "PadInvModel", "init_generator",
+           "init_encoder", "model_config", "tiny_model_config"]

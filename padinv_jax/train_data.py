@@ -9,9 +9,13 @@ else is a TFDS dataset opened by padinv_jax.data.
 from __future__ import annotations
 
 import functools
+import json
+import os
 from typing import Callable, Iterator, NamedTuple
 
+from absl import logging
 import jax
+import ml_collections
 
 from padinv_jax import data as data_lib
 from padinv_jax import demo_data
@@ -25,10 +29,12 @@ class TrainData(NamedTuple):
   num_train: int
 
 
-def build(cfg, model_cfg, gen_vars) -> TrainData:
+def build(cfg, model_cfg, gen_vars, workdir: str) -> TrainData:
   """Train / eval sources for cfg.data (see padinv_jax.data)."""
   d = cfg.data
   train_source = eval_source = None
+  if d.get("image_dir"):
+    d = _prepare_from_images(d, workdir)
   if d.dataset == "demo":
     n_eval = int(d.num_eval_images)
     images = demo_data.make_demo_dataset(
@@ -39,8 +45,12 @@ def build(cfg, model_cfg, gen_vars) -> TrainData:
   else:
     train_source = data_lib.open_source(d, d.train_split)
     if d.eval_split and d.num_eval_images:
-      eval_source = _Head(data_lib.open_source(d, d.eval_split),
-                          int(d.num_eval_images))
+      try:
+        eval_source = _Head(data_lib.open_source(d, d.eval_split),
+                            int(d.num_eval_images))
+      except (FileNotFoundError, ValueError, KeyError) as e:
+        logging.warning("no evaluation: split %r of %s is not available (%s)",
+                        d.eval_split, d.dataset, e)
 
   def iterate(start_step):
     it = data_lib.make_train_iterator(
@@ -55,6 +65,37 @@ def build(cfg, model_cfg, gen_vars) -> TrainData:
         process_index=jax.process_index(), process_count=jax.process_count(),
         source=eval_source)
   return TrainData(iterate, eval_batches, len(train_source))
+
+
+def _prepare_from_images(d, workdir):
+  """Builds the TFDS dataset from data.image_dir once; reports skipped files."""
+  d = ml_collections.ConfigDict(d.to_dict())
+  name = d.dataset.split("/", 1)[1] if d.dataset.startswith(
+      data_lib.BUILDER_NAME + "/") else "custom"
+  with d.ignore_type():
+    d.dataset = f"{data_lib.BUILDER_NAME}/{name}"
+    d.data_dir = d.data_dir or os.path.join(os.path.abspath(workdir), "tfds")
+  if d.eval_image_dir is None and d.eval_split == "test":
+    d.eval_split = ""
+  # One process builds (a shared data_dir is assumed); the others wait.
+  report = {}
+  if jax.process_index() == 0:
+    _, report = data_lib.prepare_image_dataset(
+        name, train=d.image_dir, test=d.eval_image_dir, data_dir=d.data_dir,
+        resolution=d.resolution)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices("padinv_data_prepared")
+  skipped = [f["path"] + ": " + f["reason"] for split in report.values()
+             for f in split]
+  if skipped:
+    logging.warning("skipped %d unreadable image(s) (listed in %s):\n  %s",
+                    len(skipped), os.path.join(workdir, "skipped_files.json"),
+                    "\n  ".join(skipped))
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "skipped_files.json"), "w") as f:
+      json.dump(report, f, indent=2)
+  return d
 
 
 class _Head:

@@ -40,14 +40,22 @@ class _Preempted:
     cls.flag = True
 
 
-def _check_config(cfg):
+def _devices(cfg):
   if cfg.parallel not in ("jit", "pmap"):
     raise ValueError(f"config.parallel must be 'jit' or 'pmap', got "
                      f"{cfg.parallel!r}")
-  n = jax.device_count()
+  devices = jax.devices()
+  if cfg.num_devices:
+    if jax.process_count() > 1 or cfg.num_devices > len(devices):
+      raise ValueError(f"config.num_devices={cfg.num_devices}: only a single "
+                       f"process can use a subset of its {len(devices)} "
+                       f"devices")
+    devices = devices[:cfg.num_devices]
+  n = len(devices)
   if cfg.batch_size % n:
     raise ValueError(f"config.batch_size={cfg.batch_size} must be divisible "
                      f"by the number of devices ({n})")
+  return np.array(devices)
 
 
 def load_generator(cfg):
@@ -99,13 +107,13 @@ def _grid(images, recon, max_rows=8):
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains an encoder per ``cfg``; returns the final evaluation metrics."""
   # -- Devices and mesh ------------------------------------------------------
-  _check_config(cfg)
+  devices = _devices(cfg)
   os.makedirs(workdir, exist_ok=True)
-  devices = np.array(jax.devices())
   mesh = Mesh(devices, ("data",))
   repl = NamedSharding(mesh, P())
   data_sharding = NamedSharding(mesh, P("data"))
   pmap_mode = cfg.parallel == "pmap"
+  local_devices = [d for d in devices if d.process_index == jax.process_index()]
   is_main = jax.process_index() == 0
   compute_dtype = jnp.dtype(cfg.compute_dtype)
 
@@ -118,7 +126,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
       cfg, model_cfg, num_shards=1 if pmap_mode else devices.size)
 
   # -- Input -----------------------------------------------------------------
-  train_ds = train_data.build(cfg, model_cfg, gen_vars)
+  train_ds = train_data.build(cfg, model_cfg, gen_vars, workdir)
   logging.info("training images: %d", train_ds.num_train)
 
   # -- State: shape first, then a jitted init into its shardings -------------
@@ -156,7 +164,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   if pmap_mode:
     p_step = jax.pmap(functools.partial(step_fn, axis_name="data"),
                       axis_name="data", donate_argnums=(0,),
-                      in_axes=(0, None, 0))
+                      in_axes=(0, None, 0),
+                      devices=list(devices) if cfg.num_devices else None)
   else:
     p_step = jax.jit(step_fn, in_shardings=(repl, repl, data_sharding),
                      out_shardings=(repl, repl), donate_argnums=(0,))
@@ -177,7 +186,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     logging.info("resumed from step %d", int(state.step))
   start_step = int(state.step)
   if pmap_mode:
-    state = jax.device_put_replicated(jax.device_get(state), list(devices))
+    state = jax.device_put_replicated(jax.device_get(state), local_devices)
 
   def host_state():
     return jax.tree_util.tree_map(lambda x: x[0], state) if pmap_mode else state
@@ -197,7 +206,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     for step in range(start_step + 1, cfg.num_steps + 1):
       local = next(batches)
       if pmap_mode:
-        images = local.reshape((devices.size, -1) + local.shape[1:])
+        images = local.reshape((len(local_devices), -1) + local.shape[1:])
       else:
         images = jax.make_array_from_process_local_data(data_sharding, local)
       state, m = p_step(state, frozen, images)
@@ -228,7 +237,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         if writer:
           for k, v in ev["mean"].items():
             writer.add_scalar(f"eval/{k}", v, step)
-          writer.add_image("eval/input|reconstruction", ev["grid"], step,
+          writer.add_image("eval/input_reconstruction", ev["grid"], step,
                            dataformats="HWC")
         if best is None or ev["mean"]["mse"] < best["mse"]:
           best = {"step": step, **ev["mean"]}

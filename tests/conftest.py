@@ -1,9 +1,16 @@
 """Test set-up: 8 fake CPU devices and full-precision matmuls, before JAX loads."""
 
 import os
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Subprocess tests (train.py runs) compile the same steps again: share XLA's
+# persistent compilation cache with them through the environment.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(tempfile.gettempdir(), f"padinv_jax_xla_cache_{os.getuid()}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "2")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
