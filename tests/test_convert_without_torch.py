@@ -25,6 +25,7 @@ from torch_ref import lpips_ref
 from torch_ref import rosinality_ref
 import test_convert_hammer
 import test_convert_nvidia
+import test_convert_nvidia_tf
 import test_convert_psp
 
 _RUNNER = textwrap.dedent("""
@@ -59,6 +60,11 @@ def _sources(d, golden_dir):
       test_convert_nvidia.random_sd(1),
       init_kwargs=test_convert_nvidia.init_kwargs()))
   jobs.append(("nvidia_random", str(nv), [], "model"))
+  tf = d / "nvidia_tf.pkl"
+  tf.write_bytes(test_convert_nvidia_tf.tf_pickle(
+      test_convert_nvidia_tf.ref.random_state_dict(
+          **test_convert_nvidia_tf.ARCH, seed=7), d / "PWNED"))
+  jobs.append(("nvidia_tf", str(tf), [], "model"))
   # rosinality (legacy torch format).
   ros = d / "rosinality.pt"
   torch.save({"g_ema": rosinality_ref.random_state_dict(16, 16, 2, {

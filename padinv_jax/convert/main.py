@@ -125,8 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
                  help="what SRC is (default: detect it from its keys)")
   p.add_argument("--entry", default=None,
                  help="which network of a multi-network file (NVIDIA: "
-                      "G_ema (default) or G; Hammer GAN checkpoints: "
-                      "generator_smooth (default) or generator)")
+                      "G_ema (default) or G; rosinality: g_ema (default) or "
+                      "g; Hammer / PadInv: generator_smooth (default) or "
+                      "generator, or discriminator to write the D for "
+                      "training)")
   p.add_argument("--overwrite", action="store_true",
                  help="replace DST if it exists")
   return p

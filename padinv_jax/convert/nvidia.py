@@ -20,6 +20,7 @@ from typing import Optional
 
 from padinv_jax.convert import common
 from padinv_jax.convert import generator_target as gt
+from padinv_jax.convert import nvidia_tf
 from padinv_jax.convert import safe_pickle
 from padinv_jax.convert.errors import ConvertError
 
@@ -28,6 +29,8 @@ NAME = "NVIDIA stylegan2-ada-pytorch pickle"
 
 
 def detect(obj) -> Optional[str]:
+  if nvidia_tf.detect(obj):
+    return "nvidia"
   if isinstance(obj, dict) and any(
       isinstance(obj.get(k), safe_pickle.PersistentStandIn) for k in ENTRIES):
     return "nvidia"
@@ -135,13 +138,16 @@ def convert(obj, fmt: str = "nvidia", entry: Optional[str] = None,
   Args:
     obj: the unpickled top-level dict.
     fmt: "nvidia".
-    entry: "G_ema" (default) or "G"; D is not a generator.
+    entry: "G_ema" (default) or "G"; D is not a generator. Legacy TF
+      pickles (G, D, Gs) are handled by nvidia_tf (G_ema means Gs).
     explicit: the user named the format (unused: the layout is unambiguous).
 
   Returns:
     common.Converted of kind "model".
   """
   del fmt, explicit
+  if nvidia_tf.detect(obj):
+    return nvidia_tf.convert(obj, entry)
   if not detect(obj):
     raise ConvertError(f"not an {NAME}: expected a dict with G / G_ema "
                        "networks stored by torch_utils.persistence")
@@ -165,8 +171,13 @@ def convert(obj, fmt: str = "nvidia", entry: Optional[str] = None,
           f"channels {gen_cfg.channel_base}/{gen_cfg.channel_max}, conv_clamp "
           f"{gen_cfg.conv_clamp}, num_ws "
           f"{2 * int(math.log2(gen_cfg.resolution)) - 2}")
+  notes = [f"other entries not converted: "
+           f"{sorted(k for k in map(str, obj) if k != entry)}"]
+  fp16 = int((kw.get("synthesis_kwargs") or {}).get("num_fp16_res", 0) or 0)
+  if fp16:
+    notes.append(f"num_fp16_res={fp16}: the original ran its top {fp16} "
+                 "resolutions in float16 on GPU; this port computes in "
+                 "float32, so outputs differ slightly from theirs")
   return common.Converted(
       "model", common.generator_model_config(gen_cfg),
-      {"generator": variables}, desc,
-      notes=[f"other entries not converted: "
-             f"{sorted(k for k in map(str, obj) if k != entry)}"])
+      {"generator": variables}, desc, notes=notes)
