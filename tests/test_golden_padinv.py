@@ -11,6 +11,7 @@ without (img_gan) and with (img_gan_pad) the eval-mode maps. Tolerance
 big for a CPU: one jit runs eval and train mode on the batch of 2.
 """
 
+import functools
 import importlib.util
 import json
 import os
@@ -27,7 +28,10 @@ from padinv_jax.convert import padinv_keys
 PAD_KEYS = ("const", "layer0", "layer2", "layer4", "layer6")
 
 
+@functools.lru_cache(maxsize=1)
 def _load_case(golden_dir):
+  # Cached: regenerating ~280M encoder weights takes seconds. Callers copy
+  # before editing.
   spec_path = os.path.join(golden_dir, "padinv_visible_spec.json")
   if not os.path.exists(spec_path):
     pytest.skip("padinv_visible golden case not present")
