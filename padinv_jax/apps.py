@@ -106,7 +106,7 @@ def flatten_steps(codes):
 
 def blend(gen_params, ws_details, pads_contour, *, config,
           noise_mode: str = "const", rng=None):
-  """The paper's face blending: G(W+ of the details image, paddings of the contour image).
+  """Face blending (the paper's): G(W+ of details B, paddings of contour A).
 
   The padding space carries the spatial layout (pose, contour, background)
   and W+ the style (identity, colours), so this keeps image A's layout with
@@ -222,7 +222,7 @@ def average_ws(gen_params, n: int, *, config, num_codes: Optional[int] = None):
 
 def from_average(gen_params, pads_target, steps: int, *, config,
                  num_codes: Optional[int] = None):
-  """From the plain generator at w_avg to an image's paddings (paper Fig. S2/S3).
+  """Plain generator at w_avg -> an image's paddings (supp. Fig. S2/S3).
 
   ws stay the generator's w_avg throughout; the padding maps go from the
   generator's own constants (:func:`generator_paddings`) to
@@ -351,7 +351,7 @@ def apply_direction(ws, direction, alpha, *, layers: Layers = None):
   if d.ndim == 1:
     d = d[None]
   if d.ndim != 2 or d.shape[1] != ws.shape[2]:
-    raise ValueError(f"direction has shape {tuple(direction.shape)}; expected "
+    raise ValueError(f"direction has shape {np.shape(direction)}; expected "
                      f"[{ws.shape[2]}] or [n, {ws.shape[2]}]")
   num = ws.shape[1]
   if d.shape[0] == 1:
@@ -420,7 +420,7 @@ def colorize(heatmap) -> np.ndarray:
 
 def save_codes(path: str, ws, paddings: Mapping, *, num_ws: int,
                pad_layer_num: Optional[int] = None) -> None:
-  """Write codes as .npz (DESIGN.md section 8): ws, pad_<key>, num_ws, pad_layer_num.
+  """Write codes as .npz: ws, pad_<key>, num_ws, pad_layer_num (DESIGN 8).
 
   Arrays are stored as float32 exactly as given, so :func:`load_codes`
   returns them bit for bit.

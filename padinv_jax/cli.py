@@ -176,10 +176,13 @@ def _parse_layers(text: Optional[str]):
 
 def _parse_alphas(text: str):
   try:
-    return [float(v) for v in text.split(",") if v.strip()]
+    alphas = [float(v) for v in text.split(",") if v.strip()]
   except ValueError:
-    raise InputError(f"--alpha {text!r}: expected numbers separated by "
-                     f"commas, e.g. 0.5,1,1.5") from None
+    alphas = []
+  if not alphas or len(set(alphas)) != len(alphas):
+    raise InputError(f"--alpha {text!r}: expected distinct numbers separated "
+                     f"by commas, e.g. 0.5,1,1.5")
+  return alphas
 
 
 def cmd_edit(args, model, outs):
@@ -389,10 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(e: BaseException) -> str:
-  text = str(e) or type(e).__name__
-  if isinstance(e, FileNotFoundError) and e.filename and not e.args[1:2]:
-    text = str(e)
-  return " ".join(text.split())
+  """The error as one line (some library messages list details on lines)."""
+  return " ".join((str(e) or type(e).__name__).split())
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

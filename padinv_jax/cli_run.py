@@ -37,7 +37,7 @@ def _jit(fn: Callable, config, **static) -> Callable:
 
 
 def stream(inputs, batch_size: int, desc: str):
-  """Yield (start, m, chunk): the leading axis of a pytree, batch_size at a time.
+  """Yield (start, m, chunk): a pytree's leading axis, batch_size at a time.
 
   The last chunk is padded by repeating its final element so every call has
   the same shape (one compilation); callers keep the first m results. Every

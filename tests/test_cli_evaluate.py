@@ -8,7 +8,6 @@ wrote, MSE by hand.
 
 import json
 
-import jax
 import numpy as np
 from PIL import Image
 
@@ -59,7 +58,8 @@ def test_evaluate_with_lpips_and_arcface(tmp_path, capsys):
   want_lpips = np.asarray(lpips.lpips_distance(lp, x, y, "alex"))
   want_id = np.asarray(arcface.id_similarity(arc, x, y))
   for i, row in enumerate(result["per_image"]):
-    mse = float(np.mean((np.asarray(x[i], np.float64) - np.asarray(y[i])) ** 2))
+    d = np.asarray(x[i], np.float64) - np.asarray(y[i])
+    mse = float(np.mean(d ** 2))
     assert abs(row["mse"] - mse) <= 1e-5 * max(1, mse)
     assert abs(row["lpips"] - want_lpips[i]) <= 1e-4 * max(1, abs(want_lpips[i]))
     assert abs(row["id_sim"] - want_id[i]) <= 1e-4
