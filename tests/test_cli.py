@@ -228,12 +228,18 @@ def test_odd_size_image_is_cropped_with_a_warning(env, capsys):
 
 def _bad_cases(env):
   (env["root"] / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+  # A folder whose second image fails after the first batch was written.
+  mixed = env["root"] / "mixed"
+  mixed.mkdir(exist_ok=True)
+  shutil.copy(env["imgs"] / "im0.png", mixed / "a.png")
+  shutil.copy(env["root"] / "broken.png", mixed / "b.png")
   np.save(env["root"] / "wrong.npy", np.zeros((3, 32), np.float32))
   img = env["imgs"] / "im0.png"
   common = ["--model", env["model"], "--batch-size", "1"]
   return {
       "missing file": ["invert", env["root"] / "nope.png"] + common,
       "unreadable image": ["invert", env["root"] / "broken.png"] + common,
+      "fails midway": ["invert", mixed] + common,
       "no encoder": ["invert", img, "--model", env["gen"]],
       "missing model": ["invert", img, "--model", env["root"] / "nomodel"],
       "direction size": ["edit", "--targets", img, "--direction",
@@ -245,6 +251,7 @@ def _bad_cases(env):
 
 
 @pytest.mark.parametrize("case", ["missing file", "unreadable image",
+                                  "fails midway",
                                   "no encoder", "missing model",
                                   "direction size", "bad layers",
                                   "not codes"])
