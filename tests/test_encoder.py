@@ -45,7 +45,8 @@ def _torch_model(cfg, seed=0):
       stage_channels=cfg.stage_channels, fpn_channels=cfg.fpn_channels,
       w_dim=cfg.w_dim, codes_per_level=cfg.codes_per_level,
       encoder_type=cfg.encoder_type, use_padding_space=cfg.use_padding_space,
-      pad_layer_num=cfg.pad_layer_num, pad_units=cfg.pad_units)
+      pad_layer_num=cfg.pad_layer_num, pad_units=cfg.pad_units,
+      units=cfg.get("units"))
   ref.randomize_(m, seed)
   m.avg_latent = torch.randn(cfg.w_dim, generator=torch.Generator()
                              .manual_seed(seed + 1)) * 0.5

@@ -107,7 +107,8 @@ class PadInvEncoderRef(nn.Module):
   def __init__(self, depth=50, stem_channels=64,
                stage_channels=(64, 128, 256, 512), fpn_channels=512,
                w_dim=512, codes_per_level=(3, 4, 11), encoder_type="psp",
-               use_padding_space=True, pad_layer_num=4, pad_units=2):
+               use_padding_space=True, pad_layer_num=4, pad_units=2,
+               units=None):
     super().__init__()
     self.codes_per_level = tuple(codes_per_level)
     self.e4e = encoder_type == "e4e"
@@ -117,7 +118,8 @@ class PadInvEncoderRef(nn.Module):
         nn.Conv2d(3, stem_channels, 3, 1, 1, bias=False),
         nn.BatchNorm2d(stem_channels), nn.PReLU(stem_channels))
     stages, cin = [], stem_channels
-    for count, cout in zip(UNITS[depth], stage_channels):
+    counts = UNITS[depth] if units is None else tuple(units)
+    for count, cout in zip(counts, stage_channels):
       stages.append(nn.Sequential(*[
           IRSEUnit(cin if b == 0 else cout, cout, 2 if b == 0 else 1)
           for b in range(count)]))
