@@ -283,3 +283,21 @@ def test_existing_dst_not_overwritten(tmp_path, golden_dir, capsys):
 
 def test_convert_error_is_the_public_base():
   assert issubclass(UnsafePickleError, ConvertError)
+
+
+def test_harmless_run_options_are_kept_as_data():
+  # Real checkpoints' options may hold paths, dates and partials: they load
+  # as plain data / inert records, nothing is called.
+  import collections
+  import datetime
+  import functools
+  import pathlib
+  obj = {"path": pathlib.PurePosixPath("/data/ffhq"),
+         "when": datetime.datetime(2022, 7, 1, 12, 0),
+         "fn": functools.partial(collections.OrderedDict, a=1)}
+  got = safe_pickle.loads(pickle.dumps(obj, protocol=2))
+  assert got["path"] == "/data/ffhq"
+  assert got["when"] == obj["when"]
+  assert isinstance(got["fn"], safe_pickle.StandIn)
+  with pytest.raises(UnsafePickleError):
+    type(got["fn"])()

@@ -82,6 +82,9 @@ def convert_file(src: str, fmt: str = "auto",
   explicit = fmt != "auto"
   if fmt == "auto":
     fmt = "lpips" if len(objs) > 1 else detect_format(objs[0])
+  if entry and fmt in ("psp", "e4e", "arcface", "lpips"):
+    raise ConvertError(f"--entry is not used by the {fmt} format (the file "
+                       "holds one network); drop it")
   mod = _module(_MODULES[fmt])
   if fmt == "lpips":
     return mod.convert_lpips(objs)

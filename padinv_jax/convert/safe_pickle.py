@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import io
+import pathlib
 import pickle
 import re
 from typing import Any, Callable, Optional
@@ -300,6 +301,33 @@ def _reconstruct_persistent_obj(meta):
   return PersistentStandIn(meta)
 
 
+def _path_str(*parts):
+  # Paths in run options (pathlib objects) are kept as plain strings: the
+  # path is never opened.
+  if not all(isinstance(p, str) for p in parts):
+    raise UnsafePickleError("a pathlib path with non-string parts")
+  return str(pathlib.PurePath(*parts))
+
+
+def _datetime_of(cls):
+  def make(*args):
+    if not all(isinstance(a, (int, float, bytes, str, type(None)))
+               for a in args):
+      raise UnsafePickleError(f"{cls.__name__} with unexpected arguments")
+    return cls(*args)
+  return make
+
+
+class PartialStandIn(StandIn):
+  """functools.partial in run options: recorded, never callable."""
+  standin_module = "functools"
+  standin_name = "partial"
+
+
+def _partial(*args):
+  return PartialStandIn.__new__(PartialStandIn, *args)
+
+
 _SAFE_DTYPE = re.compile(r"^[<>|=]?(?:[fiucb]\d{1,2}|\?|bool|float\d*|"
                          r"int\d*|uint\d*|complex\d*|[US]\d*)$")
 
@@ -380,7 +408,14 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("numpy", "ndarray"): _NdarrayMarker,
     ("_codecs", "encode"): _codecs_encode,
     ("copyreg", "_reconstructor"): _copyreg_reconstructor,
+    ("functools", "partial"): _partial,
 }
+for _name in ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath",
+              "PureWindowsPath"):
+  _ALLOWED[("pathlib", _name)] = _path_str
+import datetime as _dt  # pylint: disable=g-import-not-at-top,wrong-import-position
+for _cls in (_dt.datetime, _dt.date, _dt.time, _dt.timedelta):
+  _ALLOWED[("datetime", _cls.__name__)] = _datetime_of(_cls)
 for _m in _NUMPY_CORE:
   _ALLOWED[(_m, "scalar")] = _np_scalar
   _ALLOWED[(_m, "_reconstruct")] = _np_reconstruct
