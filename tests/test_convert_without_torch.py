@@ -14,7 +14,6 @@ import textwrap
 
 import jax
 import numpy as np
-import pytest
 import torch
 
 from padinv_jax import model_dir
