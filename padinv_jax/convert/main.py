@@ -58,6 +58,8 @@ def load_sources(src: str):
   paths = [src] if os.path.exists(src) or "+" not in src else src.split("+")
   objs = []
   for p in paths:
+    if os.path.isdir(p):
+      raise ConvertError(f"{p} is a directory; give the weight file itself")
     if not os.path.isfile(p):
       raise ConvertError(f"{p}: no such file")
     objs.append(torch_files.load_file(p)[0])
