@@ -40,12 +40,19 @@ def cmd_invert(args, model, outs):
   stems = cli_io.unique_stems(files)
   outs.reserve([f"recon/{s}.png" for s in stems]
                + [f"codes/{s}.npz" for s in stems] + ["invert_grid.png"])
+  if args.refine < 0:
+    raise InputError(f"--refine must be >= 0 steps, got {args.refine}")
+  lpips_vars, lpips_net = cli_run.load_lpips(args.lpips_weights)
   rows = []
   # Batch by batch, so a large folder never sits in memory.
   for start, m, paths in cli_run.stream(np.asarray(files), args.batch_size,
                                         "invert"):
     images = cli_run.read_padded(paths, model.input_size)
     ws, pads = model.invert_batch(images)
+    if args.refine:
+      ws, pads = model.refine_batch(images, ws, pads, steps=args.refine,
+                                    lr=args.refine_lr, lpips_vars=lpips_vars,
+                                    lpips_net=lpips_net)
     recon = np.asarray(model.synthesize_batch(ws, pads))
     ws, pads = np.asarray(ws), {k: np.asarray(v) for k, v in pads.items()}
     for i in range(m):
@@ -316,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser("invert", help="images -> reconstructions + codes .npz")
   p.add_argument("images", nargs="+", help="image files or folders")
+  p.add_argument("--refine", type=int, default=0, metavar="K",
+                 help="then refine W+ and paddings with K Adam steps against "
+                      "MSE (+ 0.8 LPIPS with --lpips-weights); default 0")
+  p.add_argument("--refine-lr", type=float, default=0.01,
+                 help="Adam learning rate of --refine")
+  p.add_argument("--lpips-weights", help="LPIPS model folder (padinv-convert"
+                 " --format lpips) for --refine; without it MSE only")
   _common(p)
   p.set_defaults(func=cmd_invert)
 

@@ -21,6 +21,7 @@ from padinv_jax import functional
 from padinv_jax import inversion
 from padinv_jax import metrics
 from padinv_jax import model_dir
+from padinv_jax import refine
 from padinv_jax.cli_io import InputError
 
 _JIT_CACHE: dict = {}
@@ -124,6 +125,15 @@ class Model:
     f = _jit(functional.synthesize, self.config)
     return f(self.params["generator"], ws, dict(pads))
 
+  def refine_batch(self, images, ws, pads, *, steps: int, lr: float,
+                   lpips_vars=None, lpips_net: str = "alex"):
+    """Encoder codes of B images -> Adam-refined codes, one jitted call."""
+    f = _jit(refine.refine, self.config, steps=steps,
+             lpips_net=lpips_net)
+    ws, pads, _ = f(self.params["generator"], images, ws, dict(pads), lr=lr,
+                    lpips_vars=lpips_vars)
+    return ws, pads
+
   def invert(self, images: np.ndarray, batch_size: int):
     """uint8 [N, s, s, 3] -> (ws [N, L, D], paddings) as numpy."""
     return batched(self.invert_batch, images, batch_size, "invert")
@@ -173,6 +183,14 @@ def _metrics_fn(lpips_vars, arc_vars, images, recon, *, size, downsample,
   return out
 
 
+def load_lpips(path: Optional[str]):
+  """(variables, net) of an LPIPS part directory, or (None, "alex")."""
+  if not path:
+    return None, "alex"
+  lpips_vars, cfg = _load_frozen(path, "lpips")
+  return lpips_vars, cfg.get("net", "alex")
+
+
 def _finite(v: float) -> Optional[float]:
   return float(v) if math.isfinite(v) else None
 
@@ -180,10 +198,8 @@ def _finite(v: float) -> Optional[float]:
 def evaluate(model: Model, files, args) -> dict:
   """Metrics of each image's reconstruction; the JSON-ready result."""
   from padinv_jax import cli_io  # pylint: disable=g-import-not-at-top
-  lpips_vars, arc_vars, lpips_net = None, None, "alex"
-  if args.lpips_weights:
-    lpips_vars, lpips_cfg = _load_frozen(args.lpips_weights, "lpips")
-    lpips_net = lpips_cfg.get("net", "alex")
+  lpips_vars, lpips_net = load_lpips(args.lpips_weights)
+  arc_vars = None
   if args.arcface_weights:
     arc_vars, _ = _load_frozen(args.arcface_weights, "arcface")
   size = model.input_size
