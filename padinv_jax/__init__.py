@@ -4,10 +4,13 @@ Public API (pure functions unless noted):
   mapping, synthesize            the generator (padinv_jax.functional)
   invert, reconstruct            the encoder, then the generator
   load, save_model               model directories (load returns PadInvModel)
+  apps, save_codes, load_codes   blending, interpolation, editing; codes .npz
   init_generator, init_encoder   random variables for a config
   model_config, tiny_model_config
 """
 
+from padinv_jax import apps
+from padinv_jax.apps import load_codes, save_codes
 from padinv_jax.config import model_config, tiny_model_config
 from padinv_jax.encoder import init_encoder
 from padinv_jax.functional import init_generator, mapping, synthesize
@@ -15,5 +18,6 @@ from padinv_jax.inversion import invert, prepare_images, reconstruct
 from padinv_jax.model_dir import PadInvModel, load, save_model
 
 __all__ = ["mapping", "synthesize", "invert", "reconstruct", "prepare_images",
+           "apps", "save_codes", "load_codes",
            "load", "save_model", "PadInvModel", "init_generator",
            "init_encoder", "model_config", "tiny_model_config"]
