@@ -15,8 +15,11 @@ import pytest
 import torch
 
 import padinv_jax
+from padinv_jax import discriminator as d_lib
 from padinv_jax import model_dir
+from padinv_jax import part_dir
 from padinv_jax.convert import main as convert_main
+from torch_ref import discriminator_ref
 from torch_ref import nvidia_persistence
 from torch_ref import stylegan2_ref as ref
 
@@ -197,12 +200,34 @@ def test_stylegan3_and_conditional_refused(tmp_path, capsys):
   _refused(tmp_path, src, capsys, "conditional")
 
 
-def test_discriminator_entry_is_not_a_generator(tmp_path, capsys):
+def test_discriminator_entry_writes_a_d_part(tmp_path):
+  d_cfg = dict(resolution=16, channel_base=128, channel_max=16,
+               mbstd_group_size=2)
+  d_sd = discriminator_ref.make_state_dict(d_cfg, seed=11)
+  d_net = nvidia_persistence.tree_from_state_dict(
+      {k: torch.from_numpy(v) for k, v in d_sd.items()},
+      {"": "Discriminator"},
+      dict(c_dim=0, img_resolution=16, img_channels=3, architecture="resnet",
+           channel_base=128, channel_max=16, num_fp16_res=0, conv_clamp=None,
+           epilogue_kwargs=dict(mbstd_group_size=2)))
+  src = tmp_path / "net.pkl"
+  src.write_bytes(nvidia_pickle(random_sd(10), init_kwargs=init_kwargs(),
+                                extra={"D": d_net}))
+  assert convert_main.run([str(src), str(tmp_path / "d"), "--entry", "D"]) == 0
+  d_vars = part_dir.load_part(str(tmp_path / "d"), "discriminator")
+  x = np.random.default_rng(1).uniform(-1, 1, (4, 16, 16, 3)).astype(np.float32)
+  got = d_lib.d_scores(d_vars, x, config=d_lib.discriminator_config(**d_cfg))
+  want = discriminator_ref.forward(d_sd, torch.from_numpy(
+      x.transpose(0, 3, 1, 2)), d_cfg)[:, 0]
+  assert_close(got, want.numpy(), "D scores")
+
+
+def test_unknown_entry_refused(tmp_path, capsys):
   src = tmp_path / "net.pkl"
   src.write_bytes(nvidia_pickle(random_sd(10), init_kwargs=init_kwargs()))
-  _refused(tmp_path, src, capsys, "Discriminator", "--entry",
-           args=("--entry", "D"))
   _refused(tmp_path, src, capsys, "no entry 'G_x'", args=("--entry", "G_x"))
+  _refused(tmp_path, src, capsys, "not an NVIDIA network",
+           args=("--entry", "augment_pipe"))
 
 
 def test_overwrite_replaces_a_model_dir(tmp_path, golden_dir):

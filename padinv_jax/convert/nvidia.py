@@ -131,6 +131,51 @@ def convert_generator(sd: dict, cfg_fields: dict, what: str):
   return gen_cfg, variables
 
 
+def convert_discriminator(net, entry: str) -> common.Converted:
+  """An NVIDIA D -> a "discriminator" part directory (for training)."""
+  # pylint: disable=import-outside-toplevel
+  from padinv_jax import discriminator as d_lib
+  from padinv_jax.convert import d_keys
+  sd = safe_pickle.module_state_dict(net)
+  kw = safe_pickle.init_kwargs(net)
+  if int(kw.get("c_dim", 0) or 0) > 0:
+    raise ConvertError(f"{entry} is a conditional discriminator (c_dim="
+                       f"{kw['c_dim']}); only unconditional ones are supported")
+  if kw.get("architecture", "resnet") != "resnet" or int(
+      kw.get("img_channels", 3)) != 3:
+    raise ConvertError(f"{entry}: only RGB 'resnet' discriminators are "
+                       f"supported (architecture {kw.get('architecture')!r})")
+  epi = dict(kw.get("epilogue_kwargs") or {})
+  if "img_resolution" in kw:
+    res = int(kw["img_resolution"])
+    base = int(kw.get("channel_base", 32768))
+    cmax = int(kw.get("channel_max", 512))
+  else:
+    blocks = {int(m.group(1)): sd[k].shape[0] for k in sd
+              for m in [re.match(r"b(\d+)\.conv0\.weight$", k)] if m}
+    if not blocks:
+      raise ConvertError(f"{entry} has no b*.conv0 weights: not a StyleGAN2 "
+                         "discriminator")
+    res = max(blocks)
+    try:
+      base, cmax = gt.infer_channel_base_max(blocks)
+    except ValueError as e:
+      raise ConvertError(f"{entry}: {e}") from None
+  cfg = dict(resolution=res, channel_base=base, channel_max=cmax,
+             conv_clamp=kw.get("conv_clamp"),
+             mbstd_group_size=int(epi.get("mbstd_group_size", 4) or 4),
+             mbstd_num_channels=int(epi.get("mbstd_num_channels", 1)))
+  try:
+    params = d_keys.discriminator_from_nvidia(
+        sd, d_lib.discriminator_config(**cfg))
+  except ValueError as e:
+    raise ConvertError(f"{entry}: {' '.join(str(e).split())}") from None
+  desc = (f"{NAME}, entry {entry}: StyleGAN2 discriminator, {res} px, "
+          f"channels {base}/{cmax}, minibatch-stddev group "
+          f"{cfg['mbstd_group_size']}")
+  return common.Converted("discriminator", cfg, params, desc)
+
+
 def convert(obj, fmt: str = "nvidia", entry: Optional[str] = None,
             explicit: bool = False) -> common.Converted:
   """An NVIDIA pickle -> a generator-only model.
@@ -138,7 +183,8 @@ def convert(obj, fmt: str = "nvidia", entry: Optional[str] = None,
   Args:
     obj: the unpickled top-level dict.
     fmt: "nvidia".
-    entry: "G_ema" (default) or "G"; D is not a generator. Legacy TF
+    entry: "G_ema" (default), "G", or "D" (written as a discriminator part
+      directory for training). Legacy TF
       pickles (G, D, Gs) are handled by nvidia_tf (G_ema means Gs).
     explicit: the user named the format (unused: the layout is unambiguous).
 
@@ -158,6 +204,8 @@ def convert(obj, fmt: str = "nvidia", entry: Optional[str] = None,
   net = obj[entry]
   if not isinstance(net, safe_pickle.PersistentStandIn):
     raise ConvertError(f"entry {entry!r} is not an NVIDIA network")
+  if net.class_name == "Discriminator":
+    return convert_discriminator(net, entry)
   if net.class_name != "Generator":
     raise ConvertError(f"entry {entry!r} is a {net.class_name}, not a "
                        "Generator; pick G_ema or G with --entry")
