@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="what SRC is (default: detect it from its keys)")
   p.add_argument("--entry", default=None,
                  help="which network of a multi-network file (NVIDIA: "
-                      "G_ema (default) or G; rosinality: g_ema (default) or "
+                      "G_ema (default), G, or D for training; rosinality: g_ema (default) or "
                       "g; Hammer / PadInv: generator_smooth (default) or "
                       "generator, or discriminator to write the D for "
                       "training)")
