@@ -17,6 +17,11 @@ from padinv_jax import config as model_lib
 def get_config():
   c = ffhq1024.get_config()
   c.model = model_lib.tiny_model_config(resolution=32)
+  # A 64 px encoder input and exactly num_ws codes keep the graph (98 head
+  # convs at full size) small enough to compile in seconds.
+  c.model.encoder.input_size = 64
+  c.model.encoder.codes_per_level = (3, 4, 1)
+  c.data.resolution = 64
   c.data.dataset = "demo"
   c.data.num_workers = 1
   c.data.mirror = False

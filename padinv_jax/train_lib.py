@@ -130,7 +130,7 @@ def sanitize_grads(grads, clamp: float):
 
 
 def global_norm(tree):
-  return optax.global_norm(tree)
+  return optax.tree.norm(tree)
 
 
 # ----------------------------------------------------------------------------

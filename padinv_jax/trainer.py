@@ -186,7 +186,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     logging.info("resumed from step %d", int(state.step))
   start_step = int(state.step)
   if pmap_mode:
-    state = jax.device_put_replicated(jax.device_get(state), local_devices)
+    state = _replicate(jax.device_get(state), local_devices)
 
   def host_state():
     return jax.tree_util.tree_map(lambda x: x[0], state) if pmap_mode else state
@@ -269,6 +269,15 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   if writer:
     writer.close()
   return final
+
+
+def _replicate(tree, devices):
+  """One copy per device along a new leading axis, as pmap expects."""
+  sharding = NamedSharding(Mesh(np.array(devices), ("d",)), P("d"))
+  return jax.tree_util.tree_map(
+      lambda x: jax.device_put(
+          np.broadcast_to(np.asarray(x), (len(devices),) + np.shape(x)),
+          sharding), tree)
 
 
 def host_enc_vars(state, frozen):
