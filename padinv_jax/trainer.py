@@ -26,6 +26,7 @@ from padinv_jax import encoder as encoder_lib
 from padinv_jax import functional
 from padinv_jax import images_io
 from padinv_jax import loss_nets
+from padinv_jax import part_dir
 from padinv_jax import train_lib
 from padinv_jax import train_data
 
@@ -149,6 +150,10 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   key = jax.random.PRNGKey(cfg.seed)
   abstract_state, _ = jax.eval_shape(init_state, key)
   state, enc_buffers = jax.jit(init_state, out_shardings=repl)(key)
+  if cfg.init_encoder_from_arcface:
+    state = _init_from_arcface(state, cfg.init_encoder_from_arcface)
+    state = jax.device_put(state.replace(opt_state=tx.init(state.params)),
+                           repl)
   enc_buffers = {"w_avg": _encoder_w_avg(model_cfg, gen_vars, enc_avg,
                                          {"buffers": enc_buffers})}
   frozen = jax.device_put(
@@ -269,6 +274,28 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   if writer:
     writer.close()
   return final
+
+
+def _init_from_arcface(state, path):
+  """pSp's option: the encoder's stem and IR-SE body start from ArcFace.
+
+  The ArcFace part directory (padinv-convert --format arcface) must have the
+  encoder's widths and unit counts; anything else is refused by name.
+  """
+  arc = part_dir.load_part(path, "arcface")
+  params, stats = dict(state.params), dict(state.batch_stats)
+  for ours, theirs in (("stem", "input_layer"), ("body", "body")):
+    for tree, src in ((params, arc["params"]), (stats, arc["batch_stats"])):
+      want = jax.tree_util.tree_map(np.shape, tree[ours])
+      have = jax.tree_util.tree_map(np.shape, src[theirs])
+      if want != have:
+        raise ValueError(
+            f"{path}: ArcFace {theirs!r} does not fit the encoder's {ours!r} "
+            f"(different widths or unit counts); init_encoder_from_arcface "
+            f"needs an IR-SE-50 encoder with stage widths 64/128/256/512")
+      tree[ours] = jax.tree_util.tree_map(jnp.asarray, src[theirs])
+  logging.info("encoder stem and body initialised from ArcFace %s", path)
+  return state.replace(params=params, batch_stats=stats)
 
 
 def _replicate(tree, devices):

@@ -1,0 +1,153 @@
+"""Fast unit tests of the training pieces: gradient treatment, optimisers,
+losses and the ArcFace initialisation of the encoder."""
+
+import types
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from padinv_jax import config as config_lib
+from padinv_jax import encoder as encoder_lib
+from padinv_jax import part_dir
+from padinv_jax import train_lib
+from padinv_jax import trainer
+from padinv_jax.losses import arcface as arcface_lib
+
+
+def test_sanitize_grads_is_the_originals_treatment():
+  g = {"a": jnp.array([np.nan, np.inf, -np.inf, 3e5, -3e5, 0.5])}
+  out = np.asarray(train_lib.sanitize_grads(g, 1e5)["a"])
+  np.testing.assert_array_equal(out, [0.0, 1e5, -1e5, 1e5, -1e5, 0.5])
+
+
+def _optim(name, **kw):
+  c = ml_collections.ConfigDict(dict(name=name, lr=0.05, b1=0.9, b2=0.999,
+                                     eps=1e-8))
+  c.update(kw)
+  return c
+
+
+@pytest.mark.parametrize("name", ["adam", "ranger"])
+def test_optimizers_minimise_a_quadratic(name):
+  tx = train_lib.make_optimizer(_optim(name))
+  target = jnp.arange(12.0).reshape(3, 4) / 10
+  # Zero-mean over the input axis: gradient centralisation (Ranger) keeps
+  # updates of a rank-2 weight in that subspace, by design.
+  target = target - target.mean(axis=0)
+  params = {"w": jnp.zeros((3, 4)), "b": jnp.zeros(4)}
+  loss = lambda p: jnp.sum((p["w"] - target) ** 2) + jnp.sum(
+      (p["b"] - 1) ** 2)
+  state = tx.init(params)
+  first = float(loss(params))
+
+  @jax.jit
+  def step(params, state):
+    grads = jax.grad(loss)(params)
+    updates, state = tx.update(grads, state, params)
+    return jax.tree_util.tree_map(lambda p, u: p + u, params, updates), state
+
+  for _ in range(400):
+    params, state = step(params, state)
+  assert float(loss(params)) < 0.05 * first
+
+
+def test_ranger_lookahead_syncs_every_6_steps():
+  tx = train_lib._lookahead(sync_period=6, alpha=0.5)  # pylint: disable=protected-access
+  p = {"x": jnp.zeros(())}
+  st = tx.init(p)
+  for k in range(1, 7):
+    u, st = tx.update({"x": jnp.ones(())}, st, p)
+    p = {"x": p["x"] + u["x"]}
+    if k < 6:
+      assert float(p["x"]) == k  # fast weights move freely
+  # Step 6: fast would be 6, slow (0) moves half way and both become 3.
+  assert float(p["x"]) == 3.0
+
+
+def test_gradient_centralisation_removes_the_mean_of_rank2_grads():
+  gc = train_lib._centralize_gradients()  # pylint: disable=protected-access
+  g = {"k": jnp.arange(6.0).reshape(3, 2), "b": jnp.ones(2)}
+  out, _ = gc.update(g, gc.init(g))
+  np.testing.assert_allclose(np.asarray(out["k"]).mean(0), 0, atol=1e-6)
+  np.testing.assert_array_equal(out["b"], g["b"])
+
+
+def test_wnorm_is_the_frobenius_norm_with_a_safe_gradient():
+  d = jnp.array([[[3.0, 4.0]], [[0.0, 0.0]]])
+  np.testing.assert_allclose(train_lib.safe_frobenius(d), [5.0, 0.0])
+  g = jax.grad(lambda x: jnp.sum(train_lib.safe_frobenius(x)))(d)
+  assert np.all(np.isfinite(g))
+  np.testing.assert_allclose(g[0], [[0.6, 0.8]], rtol=1e-6)
+  np.testing.assert_array_equal(g[1], 0.0)
+
+
+def test_skip_nonfinite_keeps_params_and_default_always_steps():
+  tx = train_lib.make_optimizer(_optim("adam"))
+  p = {"w": jnp.ones(3)}
+  st = tx.init(p)
+  g = {"w": jnp.array([np.nan, 1.0, 1.0])}
+  kept, _ = train_lib._apply(tx, g, st, p, jnp.array(False), True)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(kept["w"], p["w"])
+  stepped, _ = train_lib._apply(  # pylint: disable=protected-access
+      tx, train_lib.sanitize_grads(g, 1e5), st, p, jnp.array(False), False)
+  assert np.asarray(stepped["w"])[0] == 1.0  # NaN -> 0 gradient: unchanged
+  assert np.all(np.asarray(stepped["w"])[1:] < 1.0)
+
+
+def test_match_resolution_reduces_large_outputs_and_small_inputs():
+  x256 = jnp.arange(2 * 256 * 256 * 3, dtype=jnp.float32).reshape(
+      2, 256, 256, 3)
+  big = jnp.repeat(jnp.repeat(x256, 4, 1), 4, 2)
+  a, b = train_lib.match_resolution(big, x256, "avgpool")
+  np.testing.assert_allclose(a, x256)
+  a, b = train_lib.match_resolution(big, x256, "nearest")
+  np.testing.assert_array_equal(a, x256)
+  small = x256[:, ::8, ::8]
+  a, b = train_lib.match_resolution(small, x256)
+  assert a.shape == b.shape == (2, 32, 32, 3)
+  np.testing.assert_allclose(
+      b, x256.reshape(2, 32, 8, 32, 8, 3).mean(axis=(2, 4)), rtol=1e-6)
+
+
+def _random_tree(shapes, seed):
+  rng = np.random.default_rng(seed)
+  return jax.tree_util.tree_map(
+      lambda s: rng.standard_normal(s.shape).astype(s.dtype), shapes)
+
+
+def test_encoder_body_initialised_from_arcface(tmp_path):
+  cfg = config_lib.model_config(
+      {"resolution": 32, "z_dim": 16, "w_dim": 16, "channel_base": 512,
+       "channel_max": 16},
+      {"stem_channels": 8, "stage_channels": (8, 16, 16, 16),
+       "fpn_channels": 16, "w_dim": 16})
+  enc = _random_tree(encoder_lib.encoder_shapes(cfg), 0)
+  arch = dict(stem_channels=8, stage_channels=(8, 16, 16, 16),
+              embedding_dim=16)
+  arc = _random_tree(jax.eval_shape(
+      lambda k: arcface_lib.init_arcface(k, **arch), jax.random.key(0)), 1)
+  path = tmp_path / "arcface"
+  part_dir.save_part(str(path), "arcface",
+                     {"input_size": 112, "depth": 50, **arch}, arc)
+  state = types.SimpleNamespace(
+      params=enc["params"], batch_stats=enc["batch_stats"],
+      replace=lambda **kw: types.SimpleNamespace(**kw))
+  new = trainer._init_from_arcface(state, str(path))  # pylint: disable=protected-access
+  for ours, theirs in (("stem", "input_layer"), ("body", "body")):
+    for a, b in zip(jax.tree_util.tree_leaves(new.params[ours]),
+                    jax.tree_util.tree_leaves(arc["params"][theirs])):
+      np.testing.assert_array_equal(a, b)
+  # The rest of the encoder keeps its own initialisation.
+  for a, b in zip(jax.tree_util.tree_leaves(new.params["fpn_lateral0"]),
+                  jax.tree_util.tree_leaves(enc["params"]["fpn_lateral0"])):
+    np.testing.assert_array_equal(a, b)
+
+  tiny = config_lib.tiny_model_config(32)  # (1, 1, 1, 1) units: refused
+  enc2 = _random_tree(encoder_lib.encoder_shapes(tiny), 0)
+  state2 = types.SimpleNamespace(params=enc2["params"],
+                                 batch_stats=enc2["batch_stats"])
+  with pytest.raises(ValueError, match="does not fit"):
+    trainer._init_from_arcface(state2, str(path))  # pylint: disable=protected-access
