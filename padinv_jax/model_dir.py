@@ -22,14 +22,13 @@ import collections
 import functools
 import json
 import os
-import shutil
-import tempfile
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from padinv_jax import array_store
 from padinv_jax import config as config_lib
 from padinv_jax import functional
 from padinv_jax import inversion
@@ -37,20 +36,11 @@ from padinv_jax import metrics
 
 FORMAT = "padinv_jax-model"
 VERSION = 1
-CONFIG_FILE = "config.json"
-ARRAYS_DIR = "arrays"
+CONFIG_FILE = array_store.CONFIG_FILE
 PARTS = ("generator", "encoder")
 
 
 # ---------------------------------------------------------------- checking
-
-def _flatten(tree) -> dict[str, Any]:
-  """{"a/b/c": leaf} with "/"-joined dict keys (the names errors show)."""
-  out = {}
-  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    out["/".join(str(getattr(k, "key", k)) for k in path)] = leaf
-  return out
-
 
 def expected_shapes(config) -> dict:
   """jax.eval_shape of the model's init: the variables a config implies.
@@ -87,32 +77,8 @@ def check_params(params, config, where: str) -> None:
     config: the ModelConfig they should belong to.
     where: what to name in the message (a directory, "save_model(...)").
   """
-  want = _flatten(expected_shapes(config))
-  have = _flatten(params)
-  missing = sorted(set(want) - set(have))
-  unexpected = sorted(set(have) - set(want))
-  wrong = []
-  for k in sorted(set(want) & set(have)):
-    w, h = want[k], have[k]
-    h_shape = tuple(np.shape(h))
-    h_dtype = np.dtype(getattr(h, "dtype", np.asarray(h).dtype))
-    if h_shape != tuple(w.shape) or h_dtype != np.dtype(w.dtype):
-      wrong.append(f"{k}: expected {tuple(w.shape)} {np.dtype(w.dtype)}, "
-                   f"found {h_shape} {h_dtype}")
-  if not (missing or unexpected or wrong):
-    return
-  lines = [f"{where}: the arrays do not match the model config "
-           f"({len(missing)} missing, {len(unexpected)} unexpected, "
-           f"{len(wrong)} mis-shaped)"]
-  for title, items in (("missing", missing), ("unexpected", unexpected),
-                       ("mis-shaped", wrong)):
-    if items:
-      shown = items[:20] + ([f"... and {len(items) - 20} more"]
-                            if len(items) > 20 else [])
-      lines.append(f"  {title}:\n    " + "\n    ".join(shown))
-  lines.append("  The config and the arrays must come from the same model; "
-               "re-create the directory with save_model / padinv-convert.")
-  raise ValueError("\n".join(lines))
+  array_store.check_tree(expected_shapes(config), params, where,
+                         "the arrays")
 
 
 def _check_config(config, where: str) -> None:
@@ -189,104 +155,17 @@ def save_model(path: str, config, params, *, overwrite: bool = False) -> str:
   arrays = jax.tree_util.tree_map(np.asarray, dict(params))
   check_params(arrays, config, f"save_model({path!r})")
 
-  if os.path.exists(path):
-    if not os.path.isdir(path):
-      raise FileExistsError(f"save_model: {path} exists and is not a "
-                            f"directory; choose another path")
-    if os.listdir(path):
-      if not overwrite:
-        raise FileExistsError(f"save_model: {path} exists and is not empty; "
-                              f"pass overwrite=True to replace a model "
-                              f"directory, or choose another path")
-      if not _looks_like_model_dir(path):
-        raise FileExistsError(
-            f"save_model: {path} is not empty and is not a padinv_jax model "
-            f"directory, so it is not replaced even with overwrite=True; "
-            f"remove it yourself or choose another path")
-  parent = os.path.dirname(path)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-",
-                         dir=parent)
-  try:
-    import orbax.checkpoint as ocp
-    ocp.PyTreeCheckpointer().save(os.path.join(tmp, ARRAYS_DIR), arrays)
-    meta = {"format": FORMAT, "version": VERSION,
-            "contents": [p for p in PARTS if p in arrays],
-            "config": config_to_json(config)}
-    with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
-      json.dump(meta, f, indent=2, sort_keys=True)
-      f.write("\n")
-    if os.path.exists(path):
-      shutil.rmtree(path)
-    os.rename(tmp, path)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
-  return path
+  meta = {"format": FORMAT, "version": VERSION,
+          "contents": [p for p in PARTS if p in arrays],
+          "config": config_to_json(config)}
+  return array_store.write_dir(path, meta, arrays, overwrite=overwrite,
+                               what="model")
 
-
-def _looks_like_model_dir(path: str) -> bool:
-  try:
-    with open(os.path.join(path, CONFIG_FILE)) as f:
-      return json.load(f).get("format") == FORMAT
-  except (OSError, ValueError, AttributeError):
-    return False
-
-
-# -------------------------------------------------------------------- load
 
 def _read_meta(path: str) -> dict:
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"model directory {path} does not exist; give the"
-                            f" directory written by save_model or "
-                            f"padinv-convert")
-  if not os.path.isdir(path):
-    raise ValueError(f"{path} is a file, not a model directory; give the "
-                     f"directory written by save_model or padinv-convert")
-  cfg_path = os.path.join(path, CONFIG_FILE)
-  if not os.path.isfile(cfg_path):
-    raise ValueError(f"{path} is not a padinv_jax model directory (no "
-                     f"{CONFIG_FILE}); convert weights with padinv-convert or "
-                     f"write one with padinv_jax.save_model")
-  try:
-    with open(cfg_path) as f:
-      meta = json.load(f)
-  except (OSError, ValueError) as e:
-    raise ValueError(f"{cfg_path} could not be read as JSON ({e}); the model"
-                     f" directory is corrupt: re-create it") from e
-  if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-    found = meta.get("format") if isinstance(meta, dict) else type(meta)
-    raise ValueError(f"{cfg_path} is not a padinv_jax model config (format "
-                     f"{found!r}, expected {FORMAT!r})")
-  if meta.get("version") != VERSION:
-    raise ValueError(f"{cfg_path} has format version {meta.get('version')!r};"
-                     f" this padinv_jax reads version {VERSION}: update "
-                     f"padinv_jax or re-create the directory")
-  if not isinstance(meta.get("config"), dict):
-    raise ValueError(f"{cfg_path} has no 'config' object; the model "
-                     f"directory is corrupt: re-create it")
-  return meta
-
-
-def _restore_arrays(path: str) -> dict:
-  arrays_path = os.path.join(path, ARRAYS_DIR)
-  if not os.path.isdir(arrays_path):
-    raise ValueError(f"{path} has no {ARRAYS_DIR}/ directory; the model "
-                     f"directory is incomplete: re-create it with save_model "
-                     f"or padinv-convert")
-  import orbax.checkpoint as ocp
-  ckpt = ocp.PyTreeCheckpointer()
-  try:
-    tree = ckpt.metadata(arrays_path).item_metadata.tree
-    # Host numpy arrays: no device or sharding from the saving machine.
-    restore_args = jax.tree_util.tree_map(
-        lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-    return ckpt.restore(arrays_path,
-                        args=ocp.args.PyTreeRestore(restore_args=restore_args))
-  except Exception as e:  # Orbax/TensorStore raise many types for bad files.
-    raise ValueError(f"the arrays in {arrays_path} could not be read "
-                     f"({type(e).__name__}: {e}); the model directory is "
-                     f"corrupt or incomplete: re-create it") from e
+  return array_store.read_meta(
+      path, FORMAT, VERSION, "model",
+      "the directory written by save_model or padinv-convert")
 
 
 def load(path: str) -> "PadInvModel":
@@ -308,7 +187,7 @@ def load(path: str) -> "PadInvModel":
   meta = _read_meta(path)
   config = config_from_json(meta["config"], os.path.join(path, CONFIG_FILE))
   _check_config(config, os.path.join(path, CONFIG_FILE))
-  arrays = _restore_arrays(path)
+  arrays = array_store.read_arrays(path)
   check_params(arrays, config, f"model directory {path}")
   params = jax.device_put(arrays)
   return PadInvModel(config, params, path=path)

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Mapping
 
 import jax
 import numpy as np
+
+from padinv_jax import array_store
 
 FORMAT = "padinv_jax-part"
 VERSION = 1
@@ -49,28 +49,10 @@ def expected_shapes(part: str, config: Mapping) -> dict:
   raise ValueError(f"unknown part {part!r}; one of {PARTS}")
 
 
-def _flatten(tree, prefix=""):
-  out = {}
-  for k, v in tree.items():
-    path = f"{prefix}/{k}" if prefix else str(k)
-    out.update(_flatten(v, path) if isinstance(v, Mapping) else {path: v})
-  return out
-
-
 def check(part: str, config: Mapping, variables, where: str) -> None:
   """Raise ValueError naming every missing / unexpected / mis-shaped array."""
-  want = _flatten(expected_shapes(part, config))
-  have = _flatten(variables)
-  missing = sorted(set(want) - set(have))
-  unexpected = sorted(set(have) - set(want))
-  wrong = [f"{k}: expected {tuple(want[k].shape)}, found "
-           f"{tuple(np.shape(have[k]))}" for k in sorted(set(want) & set(have))
-           if tuple(np.shape(have[k])) != tuple(want[k].shape)]
-  if missing or unexpected or wrong:
-    raise ValueError(
-        f"{where}: the {part} arrays do not match its config: missing "
-        f"{missing[:10]}, unexpected {unexpected[:10]}, mis-shaped "
-        f"{wrong[:10]}")
+  array_store.check_tree(expected_shapes(part, config), variables, where,
+                         f"the {part} arrays")
 
 
 def save_part(path: str, part: str, config: Mapping, variables, *,
@@ -91,55 +73,18 @@ def save_part(path: str, part: str, config: Mapping, variables, *,
   config = json.loads(json.dumps(dict(config)))
   arrays = jax.tree_util.tree_map(np.asarray, dict(variables))
   check(part, config, arrays, f"save_part({path!r})")
-  if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
-    if not overwrite:
-      raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite)"
-                            " or choose another path")
-    if not _is_part_dir(path):
-      raise FileExistsError(f"{path} is not a padinv_jax part directory, so "
-                            "it is not replaced; remove it yourself")
-  parent = os.path.dirname(path)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
-  try:
-    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-    ocp.PyTreeCheckpointer().save(os.path.join(tmp, "arrays"), arrays)
-    with open(os.path.join(tmp, "config.json"), "w") as f:
-      json.dump({"format": FORMAT, "version": VERSION, "part": part,
-                 "config": config}, f, indent=2, sort_keys=True)
-      f.write("\n")
-    if os.path.exists(path):
-      shutil.rmtree(path)
-    os.rename(tmp, path)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
-  return path
-
-
-def _is_part_dir(path: str) -> bool:
-  try:
-    with open(os.path.join(path, "config.json")) as f:
-      return json.load(f).get("format") == FORMAT
-  except (OSError, ValueError, AttributeError):
-    return False
+  meta = {"format": FORMAT, "version": VERSION, "part": part,
+          "config": config}
+  return array_store.write_dir(path, meta, arrays, overwrite=overwrite,
+                               what="part")
 
 
 def read_config(path: str) -> dict:
   """The config.json of a part directory (format checked)."""
-  cfg_path = os.path.join(path, "config.json")
-  try:
-    with open(cfg_path) as f:
-      meta = json.load(f)
-  except (OSError, ValueError) as e:
-    raise ValueError(f"{path} is not a padinv_jax part directory ({e}); "
-                     "write one with padinv-convert") from e
-  if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-    raise ValueError(f"{cfg_path} is not a padinv_jax part config")
-  if meta.get("version") != VERSION:
-    raise ValueError(f"{cfg_path} has version {meta.get('version')!r}; this "
-                     f"padinv_jax reads version {VERSION}")
-  return meta
+  return array_store.read_meta(
+      os.path.abspath(os.fspath(path)), FORMAT, VERSION, "part",
+      "a directory written by padinv-convert (--format lpips / arcface, "
+      "--entry discriminator / D)")
 
 
 def load_part(path: str, part: str) -> dict:
@@ -157,17 +102,6 @@ def load_part(path: str, part: str) -> dict:
   if meta.get("part") != part:
     raise ValueError(f"{path} holds {meta.get('part')!r} weights, not "
                      f"{part!r}")
-  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
-  ckpt = ocp.PyTreeCheckpointer()
-  arrays_path = os.path.join(path, "arrays")
-  try:
-    tree = ckpt.metadata(arrays_path).item_metadata.tree
-    args = jax.tree_util.tree_map(
-        lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-    arrays = ckpt.restore(arrays_path,
-                          args=ocp.args.PyTreeRestore(restore_args=args))
-  except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f"the arrays in {arrays_path} could not be read "
-                     f"({type(e).__name__}: {e}); re-create {path}") from e
+  arrays = array_store.read_arrays(path)
   check(part, meta["config"], arrays, path)
   return arrays

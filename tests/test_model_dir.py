@@ -15,6 +15,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from padinv_jax import array_store
 from padinv_jax import config as config_lib
 from padinv_jax import functional
 from padinv_jax import inversion
@@ -80,7 +81,7 @@ def loaded(saved):
 
 
 def _assert_tree_equal(a, b):
-  fa, fb = model_dir._flatten(a), model_dir._flatten(b)
+  fa, fb = array_store.flatten(a), array_store.flatten(b)
   assert sorted(fa) == sorted(fb)
   for k in fa:
     np.testing.assert_array_equal(np.asarray(fa[k]), np.asarray(fb[k]),
