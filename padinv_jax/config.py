@@ -13,6 +13,17 @@ from typing import Any
 import ml_collections
 
 
+def override(c: ml_collections.ConfigDict, overrides: dict,
+             what: str) -> ml_collections.ConfigDict:
+  """Sets known fields of ``c``; an unknown name is an error, not a no-op."""
+  for k, v in overrides.items():
+    if k not in c:
+      raise ValueError(f"unknown {what} config field {k!r}; "
+                       f"known: {sorted(c.keys())}")
+    c[k] = v
+  return c
+
+
 def generator_config(**overrides: Any) -> ml_collections.ConfigDict:
   """StyleGAN2 config-F generator (1024 px) with the padding space.
 
@@ -33,12 +44,7 @@ def generator_config(**overrides: Any) -> ml_collections.ConfigDict:
   c.conv_clamp = ml_collections.FieldReference(None, field_type=float)
   # Number of padded layers P (1..5): "const" and layer0 .. layer{2(P-1)}.
   c.pad_layer_num = 4
-  for k, v in overrides.items():
-    if k not in c:
-      raise ValueError(f"unknown generator config field {k!r}; "
-                       f"known: {sorted(c.keys())}")
-    c[k] = v
-  return c
+  return override(c, overrides, "generator")
 
 
 def encoder_config(**overrides: Any) -> ml_collections.ConfigDict:
@@ -58,12 +64,7 @@ def encoder_config(**overrides: Any) -> ml_collections.ConfigDict:
   # Unit counts per stage overriding depth (tiny test/demo networks only).
   c.units = ml_collections.FieldReference(None, field_type=tuple)
   c.w_avg_per_code = False  # w_avg of shape [w_dim] or [num_codes, w_dim]
-  for k, v in overrides.items():
-    if k not in c:
-      raise ValueError(f"unknown encoder config field {k!r}; "
-                       f"known: {sorted(c.keys())}")
-    c[k] = v
-  return c
+  return override(c, overrides, "encoder")
 
 
 def model_config(generator: dict | None = None,

@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from padinv_jax import config as config_lib
 from padinv_jax import ops
 
 FIR = ops.fir_filter((1, 3, 3, 1))
@@ -70,12 +71,7 @@ def discriminator_config(**overrides) -> ml_collections.ConfigDict:
   c.mbstd_group_size = 4
   c.mbstd_num_channels = 1
   c.img_channels = 3
-  for k, v in overrides.items():
-    if k not in c:
-      raise ValueError(f"unknown discriminator config field {k!r}; "
-                       f"known: {sorted(c.keys())}")
-    c[k] = v
-  return c
+  return config_lib.override(c, overrides, "discriminator")
 
 
 def disc_part(config):
