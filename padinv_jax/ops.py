@@ -75,6 +75,14 @@ def upfirdn2d(x, f, up: int = 1, down: int = 1,
                   (0, 0)))
   x = x[:, max(-y0, 0): x.shape[1] - max(-y1, 0),
         max(-x0, 0): x.shape[2] - max(-x1, 0)]
+  taps = _separable_taps(f)
+  if taps is not None:
+    # Separable filter (NVIDIA's are): two passes of shifted, scaled slices
+    # that XLA fuses into elementwise loops. XLA:CPU's depthwise convolution
+    # (feature_group_count=C) is an order of magnitude slower at 1024 px.
+    col, row = taps
+    x = _fir_1d(x, col[::-1] * gain, 1, down)  # flipped: the original convolves
+    return _fir_1d(x, row[::-1], 2, down)
   # The original convolves (flips the filter); conv2d here correlates.
   k = jnp.asarray(f, x.dtype)[::-1, ::-1] * gain
   k = jnp.tile(k[:, :, None, None], (1, 1, 1, c))  # depthwise [fh, fw, 1, C]
@@ -82,6 +90,34 @@ def upfirdn2d(x, f, up: int = 1, down: int = 1,
   if down > 1:
     x = x[:, ::down, ::down]
   return x
+
+
+def _separable_taps(f):
+  """(col, row) with outer(col, row) == f for a concrete rank-1 filter."""
+  if isinstance(f, jax.core.Tracer):
+    return None
+  tol = 1e-12 if np.asarray(f).dtype == np.float64 else 1e-7
+  f = np.asarray(f, np.float64)
+  i, j = np.unravel_index(np.argmax(np.abs(f)), f.shape)
+  if f[i, j] == 0:
+    return None
+  col, row = f[:, j], f[i, :] / f[i, j]
+  if np.abs(np.outer(col, row) - f).max() > tol * np.abs(f).max():
+    return None
+  return col, row
+
+
+def _fir_1d(x, taps, axis: int, down: int):
+  """sum_k taps[k] x[k + down * o] along ``axis`` (a valid correlation)."""
+  out = (x.shape[axis] - len(taps)) // down + 1
+  y = None
+  for k, t in enumerate(taps):
+    if t == 0:
+      continue
+    s = jax.lax.slice_in_dim(x, k, k + down * (out - 1) + 1, down, axis)
+    s = s * jnp.asarray(t, x.dtype)
+    y = s if y is None else y + s
+  return y
 
 
 def bias_act(x, b=None, act: str = "lrelu", alpha: float = 0.2,
