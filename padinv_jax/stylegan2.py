@@ -56,6 +56,44 @@ def padded_input(x, padding_map):
   return ring.at[:, 1:r + 1, 1:r + 1].set(x)
 
 
+def upsample_conv(x, weight):
+  """NVIDIA's up-sampling 3x3 conv: conv_transpose2d(stride 2) + FIR, gain 4.
+
+  Computed polyphase: each of the four output phases of the stride-2
+  transposed conv is a small valid conv of x at its own resolution with the
+  taps that land on that phase (2x2, 2x1, 1x2, 1x1), interleaved into the
+  (2r + 1)-sided transposed-conv output before the FIR. Same sums as a
+  conv over the zero-dilated input (DESIGN 1), but XLA:CPU runs that one
+  over all the inserted zeros (about 1.4x slower at 1024 px).
+
+  Args:
+    x: [N, r, r, I] (already modulated).
+    weight: [3, 3, I, O] stored weight (HWIO; the torch weight unflipped).
+
+  Returns:
+    [N, 2r, 2r, O].
+  """
+  w = weight.astype(x.dtype)
+  # Transposed conv along one axis: y[2m] = x[m] w[0] + x[m-1] w[2],
+  # y[2m + 1] = x[m] w[1]; as correlations: even taps (w[2], w[0]) over x
+  # padded by one on both sides, odd tap w[1].
+  even, odd = jnp.stack([w[2], w[0]]), w[1:2]
+  ee = ops.conv2d(x, jnp.stack([even[:, 2], even[:, 0]], 1), padding=1)
+  eo = ops.conv2d(x, even[:, 1:2], padding=((1, 1), (0, 0)))
+  oe = ops.conv2d(x, jnp.stack([odd[:, 2], odd[:, 0]], 1),
+                  padding=((0, 0), (1, 1)))
+  oo = ops.conv2d(x, odd[:, 1:2], padding=0)
+  # Pad the odd phases to r + 1 and interleave: [N, r+1, 2, r+1, 2, O] ->
+  # [N, 2r + 2, 2r + 2, O]; its last row and column are zero, i.e. the
+  # (2r + 1)-sided output plus one of the FIR's padding zeros.
+  pad = lambda a, ph, pw: jnp.pad(a, ((0, 0), (0, ph), (0, pw), (0, 0)))
+  n, r1, _, c = ee.shape
+  y = jnp.stack([jnp.stack([ee, pad(eo, 0, 1)], 3),
+                 jnp.stack([pad(oe, 1, 0), pad(oo, 1, 1)], 3)], 2)
+  y = y.reshape(n, 2 * r1, 2 * r1, c)
+  return ops.upfirdn2d(y, FIR, pad=(1, 0, 1, 0), gain=4.0)
+
+
 def centre_crop(padding_map, size: int):
   o = (padding_map.shape[1] - size) // 2
   return padding_map[:, o:o + size, o:o + size]
@@ -80,8 +118,8 @@ class ModConv(nn.Module):
   """A modulated 3x3 conv layer of the synthesis network (non-fused path).
 
   up=2 is conv_transpose2d(stride 2) with the stored weight followed by the
-  [1,3,3,1] FIR with gain 4; equivalently a conv over the zero-dilated
-  input with the spatially flipped kernel, padding 2.
+  [1,3,3,1] FIR with gain 4 (equivalently a conv over the zero-dilated
+  input with the spatially flipped kernel, padding 2), see upsample_conv.
   """
   features: int
   resolution: int  # output resolution
@@ -104,9 +142,7 @@ class ModConv(nn.Module):
 
     x = x * styles[:, None, None, :].astype(x.dtype)
     if self.up == 2:
-      x = ops.conv2d(x, weight[::-1, ::-1].astype(self.dtype), padding=2,
-                     lhs_dilation=2)
-      x = ops.upfirdn2d(x, FIR, pad=(1, 1, 1, 1), gain=4.0)
+      x = upsample_conv(x, weight.astype(self.dtype))
     elif padding_map is not None:
       x = ops.conv2d(padded_input(x, padding_map), weight.astype(self.dtype))
     else:
