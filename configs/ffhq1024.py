@@ -67,7 +67,7 @@ def get_config():
   c.loss.downsample = "avgpool"
 
   c.optim = ml_collections.ConfigDict()
-  c.optim.name = "adam"  # adam | ranger
+  c.optim.name = "adam"  # adam | ranger | sgd
   c.optim.lr = 1e-4
   c.optim.b1 = 0.9
   c.optim.b2 = 0.999

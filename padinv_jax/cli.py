@@ -249,9 +249,17 @@ def cmd_edit(args, model, outs):
 
 
 def cmd_evaluate(args, model, outs):
-  files = cli_io.collect_images([args.data])
+  read = None
+  if args.data.startswith("tfds:"):
+    try:
+      files, read = cli_run.tfds_reader(args.data, args.data_dir,
+                                        model.input_size)
+    except FileNotFoundError as e:
+      raise InputError(str(e).replace("\n", " ")) from e
+  else:
+    files = cli_io.collect_images([args.data])
   outs.reserve(["metrics.json"])
-  result = cli_run.evaluate(model, files, args)
+  result = cli_run.evaluate(model, files, args, read)
   with open(outs.path("metrics.json"), "w") as f:
     json.dump(result, f, indent=2, allow_nan=False)
     f.write("\n")
@@ -384,7 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
 
   p = sub.add_parser("evaluate", help="MSE/PSNR/SSIM/LPIPS/ID of "
                      "reconstructions")
-  p.add_argument("--data", required=True, help="folder of images")
+  p.add_argument("--data", required=True, help="folder of images, or "
+                 "tfds:NAME[:SPLIT] (e.g. tfds:padinv_images/celebahq:test)")
+  p.add_argument("--data-dir", help="TFDS data dir for --data tfds:...")
   p.add_argument("--downsample", choices=("nearest", "avgpool"),
                  default="nearest", help="how outputs above the encoder's "
                  "input size are reduced (nearest: the original's evaluator)")

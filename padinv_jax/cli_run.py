@@ -195,8 +195,13 @@ def _finite(v: float) -> Optional[float]:
   return float(v) if math.isfinite(v) else None
 
 
-def evaluate(model: Model, files, args) -> dict:
-  """Metrics of each image's reconstruction; the JSON-ready result."""
+def evaluate(model: Model, files, args, read: Optional[Callable] = None
+             ) -> dict:
+  """Metrics of each image's reconstruction; the JSON-ready result.
+
+  ``files`` names the images; ``read(names) -> float [B, S, S, 3]`` loads a
+  chunk of them (default: image files, see read_padded).
+  """
   from padinv_jax import cli_io  # pylint: disable=g-import-not-at-top
   lpips_vars, lpips_net = load_lpips(args.lpips_weights)
   arc_vars = None
@@ -207,8 +212,10 @@ def evaluate(model: Model, files, args) -> dict:
                                       downsample=args.downsample,
                                       lpips_net=lpips_net))
 
+  read_chunk = read or functools.partial(read_padded, size=size)
+
   def batch_metrics(paths):
-    x = read_padded(paths, size)
+    x = read_chunk(paths)
     recon = model.synthesize_batch(*model.invert_batch(x))
     return measure(lpips_vars, arc_vars, x, recon)
   # Files are read batch by batch: a large folder never sits in memory.
@@ -224,7 +231,7 @@ def evaluate(model: Model, files, args) -> dict:
     how = f"generator outputs {size} px, compared as they are"
   names = [k for k in ("mse", "psnr", "ssim", "lpips", "id_sim")
            if k in values]  # jax returns dicts key-sorted
-  stems = cli_io.unique_stems(files)
+  stems = cli_io.unique_stems(files) if read is None else list(files)
   rows = [{"name": s, "file": p, **{k: _finite(float(values[k][i]))
                                     for k in names}}
           for i, (s, p) in enumerate(zip(stems, files))]
@@ -238,6 +245,28 @@ def evaluate(model: Model, files, args) -> dict:
           "units": "MSE in [-1, 1] units; PSNR = 10 log10(4 / MSE) dB; SSIM "
                    "data_range 2, Gaussian sigma 1.5",
           "per_image": rows, "mean": mean}
+
+
+def tfds_reader(spec: str, data_dir: Optional[str], size: int):
+  """(names, read) for ``tfds:NAME[:SPLIT]`` (default split "test").
+
+  NAME is a TFDS dataset with an "image" feature, e.g. one prepared with
+  `python -m padinv_jax.data` ("padinv_images/celebahq").
+  """
+  from padinv_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from padinv_jax import inversion  # pylint: disable=g-import-not-at-top
+  name, _, split = spec[len("tfds:"):].partition(":")
+  split = split or "test"
+  cfg = data_lib.default_data_config()
+  cfg.dataset, cfg.data_dir = name, data_dir
+  source = data_lib.open_source(cfg, split)
+  names = [f"{name}:{split}[{i}]" for i in range(len(source))]
+
+  def read(chunk):
+    idx = [int(str(c).rsplit("[", 1)[1][:-1]) for c in chunk]
+    images = np.stack([np.asarray(source[i]["image"]) for i in idx])
+    return np.asarray(inversion.prepare_images(images, size))
+  return names, read
 
 
 def format_table(result: dict) -> str:

@@ -104,8 +104,15 @@ def _lookahead(sync_period: int = 6, alpha: float = 0.5):
 
 
 def make_optimizer(optim_cfg) -> optax.GradientTransformation:
-  """Adam (the paper) or Ranger (RAdam + Lookahead + GC, as pSp used)."""
+  """Adam (the paper), Ranger (RAdam + Lookahead + GC, as pSp used) or SGD.
+
+  SGD is for checks that compare runs: Adam's first steps are about
+  lr * sign(g), so gradients that are zero up to rounding move parameters
+  by +-lr and hide everything else.
+  """
   name = optim_cfg.name
+  if name == "sgd":
+    return optax.sgd(optim_cfg.lr)
   if name == "adam":
     return optax.adam(optim_cfg.lr, b1=optim_cfg.b1, b2=optim_cfg.b2,
                       eps=optim_cfg.eps)
@@ -115,7 +122,8 @@ def make_optimizer(optim_cfg) -> optax.GradientTransformation:
         optax.radam(optim_cfg.lr, b1=0.95, b2=0.999, eps=1e-5,
                     threshold=5.0),
         _lookahead(6, 0.5))
-  raise ValueError(f"optim.name must be 'adam' or 'ranger', got {name!r}")
+  raise ValueError(f"optim.name must be 'adam', 'ranger' or 'sgd', got "
+                   f"{name!r}")
 
 
 def make_d_optimizer(d_cfg) -> optax.GradientTransformation:

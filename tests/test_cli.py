@@ -207,6 +207,32 @@ def test_evaluate(env, inverted, capsys):
              - np.mean([r["mse"] for r in result["per_image"]])) < 1e-7
 
 
+def test_evaluate_from_tfds_equals_the_folder(env, capsys, tmp_path):
+  from padinv_jax import data as data_lib
+  data_lib.prepare_image_dataset("clitest", train=str(env["imgs"]),
+                                 test=str(env["imgs"]),
+                                 data_dir=str(tmp_path / "tfds"),
+                                 resolution=64)
+  res = {}
+  for tag, data in (("tfds", "tfds:padinv_images/clitest:test"),
+                    ("folder", str(env["imgs"]))):
+    out = tmp_path / tag
+    code, _, err = run(capsys, "evaluate", "--data", data, "--data-dir",
+                       tmp_path / "tfds", "--model", env["model"], "--out",
+                       out, "--batch-size", "2")
+    assert code == 0, err
+    res[tag] = json.loads((out / "metrics.json").read_text())
+  assert res["tfds"]["num_images"] == 3
+  for a, b in zip(res["tfds"]["per_image"], res["folder"]["per_image"]):
+    assert abs(a["mse"] - b["mse"]) <= 1e-6
+    assert abs(a["ssim"] - b["ssim"]) <= 1e-6
+  code, _, err = run(capsys, "evaluate", "--data", "tfds:padinv_images/none",
+                     "--data-dir", tmp_path / "tfds", "--model", env["model"],
+                     "--out", tmp_path / "bad")
+  assert code == 2 and len(err.strip().splitlines()) == 1
+  assert not (tmp_path / "bad").exists()
+
+
 def test_show_paddings(env, capsys):
   out = env["root"] / "heat"
   code, _, _ = run(capsys, "show-paddings", env["imgs"] / "im0.png",
