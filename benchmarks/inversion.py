@@ -1,0 +1,174 @@
+"""Inversion G(E(x)) throughput: padinv_jax (jit) vs the PyTorch references.
+
+Same random weights in both frameworks (benchmarks/common.py). For each
+configuration and batch size: images/s and latency after warm-up, first-call
+time (JAX: lower + compile, then the first run), peak memory (RSS sampled
+during the runs; the increase over the RSS before them), max|diff| between
+the two outputs, FLOPs per image from XLA's cost analysis and the fraction
+of the measured float32 matmul peak they reach. Optionally the generator in
+bfloat16 (params float32) with its speed and max|diff| to float32.
+
+  python benchmarks/inversion.py                      # full run
+  python benchmarks/inversion.py --quick --configs tiny --batches 1
+
+Configurations: full1024 (256 px IR-SE-50 encoder + 1024 px config-F G),
+full256 (same encoder + 256 px G), tiny (tiny_model_config, for smoke tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from padinv_jax import inversion  # noqa: E402
+from padinv_jax import functional  # noqa: E402
+
+CONFIGS = {"full1024": (1024, False), "full256": (256, False),
+           "tiny": (32, True)}
+
+
+def jax_invert(variables, images, *, config, dtype):
+  ws, paddings = inversion.invert(variables, images, config=config,
+                                  resize=None)
+  return functional.synthesize(variables["generator"], ws, paddings or None,
+                               config=config, dtype=dtype)
+
+
+def run_jax(cfg, variables, x, dtype, args):
+  fn = jax.jit(functools.partial(jax_invert, config=cfg, dtype=dtype))
+  t0 = time.perf_counter()
+  compiled = fn.lower(variables, x).compile()
+  compile_s = time.perf_counter() - t0
+  flops = common.xla_flops(compiled)
+  temp_mb = common.xla_temp_mb(compiled)
+  call = lambda: compiled(variables, x).block_until_ready()
+  with common.PeakRSS() as mem:
+    t0 = time.perf_counter()
+    out = call()
+    first_s = time.perf_counter() - t0
+    stats = common.bench(call, args.warmup - 1 if args.warmup else 0,
+                         args.reps)
+  return np.asarray(out), {
+      "compile_s": compile_s, "first_call_s": first_s + compile_s,
+      "flops_per_call": flops, "xla_temp_mb": temp_mb,
+      "rss_delta_mb": mem.delta_mb,
+      "rss_peak_mb": mem.peak_mb, "device_peak_mb": common.jax_device_peak_mb(),
+      **stats}
+
+
+def run_torch(tfn, x, args):
+  xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+  with common.PeakRSS() as mem:
+    t0 = time.perf_counter()
+    out = tfn(xt)
+    first_s = time.perf_counter() - t0
+    stats = common.bench(lambda: tfn(xt), args.warmup - 1 if args.warmup
+                         else 0, args.reps)
+  return out.numpy().transpose(0, 2, 3, 1), {
+      "first_call_s": first_s, "rss_delta_mb": mem.delta_mb,
+      "rss_peak_mb": mem.peak_mb, **stats}
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--configs", default="full1024,full256",
+                 help="comma list of " + ",".join(CONFIGS))
+  p.add_argument("--batches", default="1,4", help="comma list of batch sizes")
+  p.add_argument("--warmup", type=int, default=1)
+  p.add_argument("--reps", type=int, default=3)
+  p.add_argument("--bf16", action="store_true",
+                 help="also time the generator in bfloat16 (params float32)")
+  p.add_argument("--no-torch", action="store_true")
+  p.add_argument("--xla-default", action="store_true",
+                 help="XLA's default (Eigen) convolutions instead of YNNPACK "
+                      "(read by common.py before JAX starts)")
+  p.add_argument("--quick", action="store_true",
+                 help="1 timed rep, no warm-up beyond the first call")
+  p.add_argument("--json", default=os.path.join(
+      os.path.dirname(os.path.abspath(__file__)), "results",
+      "inversion.json"))
+  args = p.parse_args(argv)
+  if args.quick:
+    args.warmup, args.reps = 1, 1
+  common.set_threads()
+  info = common.machine_info()
+  peak = common.matmul_peak(reps=3 if args.quick else 10)
+  print(f"machine: {info['cpu']}, {info['cores']} cores, jax {info['jax']},"
+        f" torch {info['torch']} ({info['torch_threads']} threads), load "
+        f"{info['loadavg_start'][0]:.2f}, XLA_FLAGS={info['xla_flags']!r}")
+  print(f"float32 2048^3 matmul peak: JAX {peak['jax_gflops']:.1f} GFLOP/s, "
+        f"torch {peak['torch_gflops']:.1f} GFLOP/s")
+
+  rows = []
+  for name in args.configs.split(","):
+    res, tiny = CONFIGS[name]
+    cfg = common.model_config(res, tiny)
+    t0 = time.perf_counter()
+    enc, sd, variables = common.build_models(cfg)
+    tfn = common.torch_invert_fn(enc, sd, cfg.generator)
+    print(f"[{name}] weights built and converted in "
+          f"{time.perf_counter() - t0:.1f}s")
+    for n in map(int, args.batches.split(",")):
+      x = common.test_images(n, int(cfg.encoder.input_size), seed=n)
+      row = {"config": name, "batch": n}
+      out_j, rj = run_jax(cfg, variables, x, jnp.float32, args)
+      row.update({f"jax_{k}": v for k, v in rj.items()})
+      row["jax_img_s"] = n / rj["median_s"]
+      if rj["flops_per_call"]:
+        row["gflop_per_img"] = rj["flops_per_call"] / n / 1e9
+        row["frac_peak"] = (rj["flops_per_call"] / rj["median_s"] / 1e9
+                            / peak["jax_gflops"])
+      if not args.no_torch:
+        out_t, rt = run_torch(tfn, x, args)
+        row.update({f"torch_{k}": v for k, v in rt.items()})
+        row["torch_img_s"] = n / rt["median_s"]
+        row["speedup"] = row["jax_img_s"] / row["torch_img_s"]
+        row["max_diff"] = float(np.abs(out_j - out_t).max())
+        row["max_ref"] = float(np.abs(out_t).max())
+      if args.bf16:
+        out_b, rb = run_jax(cfg, variables, x, jnp.bfloat16, args)
+        row["bf16_img_s"] = n / rb["median_s"]
+        row["bf16_compile_s"] = rb["compile_s"]
+        row["bf16_max_diff_vs_f32"] = float(np.abs(out_b - out_j).max())
+      row["loadavg"] = os.getloadavg()[0]
+      rows.append(row)
+      print(f"  batch {n}: JAX {row['jax_img_s']:.3f} img/s"
+            + (f", torch {row['torch_img_s']:.3f} img/s"
+               if "torch_img_s" in row else ""), flush=True)
+    del enc, sd, variables
+
+  print()
+  common.print_table(rows, [
+      ("config", "config", "s"), ("batch", "N", "d"),
+      ("jax_img_s", "JAX img/s", ".3f"), ("torch_img_s", "torch img/s", ".3f"),
+      ("speedup", "JAX/torch", ".2f"), ("jax_median_s", "JAX lat s", ".3f"),
+      ("torch_median_s", "torch lat s", ".3f"),
+      ("jax_compile_s", "JAX compile s", ".1f"),
+      ("torch_first_call_s", "torch 1st s", ".2f"),
+      ("jax_xla_temp_mb", "JAX XLA temp MB", ".0f"),
+      ("jax_rss_delta_mb", "JAX +RSS MB", ".0f"),
+      ("torch_rss_delta_mb", "torch +RSS MB", ".0f"),
+      ("gflop_per_img", "GFLOP/img", ".1f"), ("frac_peak", "of peak", ".0%"),
+      ("max_diff", "max|diff|", ".2e"), ("max_ref", "max|ref|", ".2f"),
+      ("bf16_img_s", "bf16 img/s", ".3f"),
+      ("bf16_max_diff_vs_f32", "bf16 |diff|", ".2e"),
+      ("loadavg", "load", ".2f")])
+  common.write_json(args.json, {"machine": info, "matmul_peak": peak,
+                                "args": vars(args), "rows": rows})
+  print(f"\nwrote {args.json}")
+  return rows
+
+
+if __name__ == "__main__":
+  main()
