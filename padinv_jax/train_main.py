@@ -46,6 +46,12 @@ def main(argv):
                                process_id=FLAGS.process_id)
   from padinv_jax import trainer  # pylint: disable=g-import-not-at-top
   final = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  if jax.process_count() > 1:
+    # Reach the coordination service's shutdown barrier together: a process
+    # that finishes minutes before the others (process 0 writes the logs)
+    # otherwise times it out on a busy host.
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices("padinv_train_done")
   if jax.process_index() == 0:
     summary = {k: v for k, v in final.items() if k != "history"}
     if final["history"]:
@@ -54,6 +60,8 @@ def main(argv):
     print(json.dumps(summary, indent=2))
     print(f"outputs in {os.path.abspath(FLAGS.workdir)} (grid.png, "
           "final_metrics.json, tensorboard/, checkpoints/)")
+  if jax.process_count() > 1:
+    jax.distributed.shutdown()
 
 
 def _config_import_path(argv):

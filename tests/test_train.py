@@ -24,7 +24,9 @@ from padinv_jax import trainer
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-CONFIGS = ("ffhq1024", "church256", "bedroom256", "psp_ffhq1024", "tiny")
+# One real step per distinct structure. bedroom256 is church256's structure
+# (test_bedroom_is_church_with_its_own_weight); tiny's is test_demo's.
+STRUCTURES = ("ffhq1024", "church256", "psp_ffhq1024")
 
 
 def tiny_variant(name, **over):
@@ -80,14 +82,19 @@ def _max_diff(a, b):
              for x, y in zip(la, lb))
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+def test_bedroom_is_church_with_its_own_weight():
+  church = importlib.import_module("configs.church256").get_config()
+  bedroom = importlib.import_module("configs.bedroom256").get_config()
+  assert (church.loss.adv, bedroom.loss.adv) == (0.03, 0.05)
+  church.loss.adv, church.data.dataset = 0.05, bedroom.data.dataset
+  assert church.to_dict() == bedroom.to_dict()
+
+
+@pytest.mark.parametrize("name", STRUCTURES)
 def test_every_config_structure_takes_a_real_step(name, tmp_path):
   cfg = tiny_variant(name, num_devices=1)
-  if name != "tiny":
-    with tfds.testing.mock_data(num_examples=16,
-                                policy=tfds.testing.MockPolicy.USE_CODE):
-      final = trainer.train_and_evaluate(cfg, str(tmp_path))
-  else:
+  with tfds.testing.mock_data(num_examples=16,
+                              policy=tfds.testing.MockPolicy.USE_CODE):
     final = trainer.train_and_evaluate(cfg, str(tmp_path))
   (h,) = final["history"]
   assert np.isfinite(h["loss"]) and h["loss"] > 0
