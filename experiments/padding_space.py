@@ -226,7 +226,7 @@ def run(args):
               train_s=train_s, total_s=time.time() - t_start)
 
 
-def table(rows, opt_steps) -> str:
+def table(rows) -> str:
   """Markdown: one row per (method, kind), W+ vs W+ & padding side by side."""
   lines = ["| method | images | MSE W+ | MSE W+ & pad | PSNR W+ | "
            "PSNR W+ & pad | SSIM W+ | SSIM W+ & pad |",
@@ -241,7 +241,6 @@ def table(rows, opt_steps) -> str:
           f"| {method} | {kind} | {a['mse']:.4f} | {b['mse']:.4f} | "
           f"{a['psnr']:.2f} | {b['psnr']:.2f} | {a['ssim']:.3f} | "
           f"{b['ssim']:.3f} |")
-  del opt_steps
   return "\n".join(lines)
 
 
@@ -298,7 +297,7 @@ def main(argv=None):
   result = run(args)
   result["resolution"] = next(iter(result["examples"].values())).shape[1]
   os.makedirs(args.out, exist_ok=True)
-  md = table(result["rows"], args.opt_steps)
+  md = table(result["rows"])
   plot(result, args, os.path.join(args.out, "padding_space.png"))
   order = example_grid(result, os.path.join(args.out,
                                             "padding_space_examples.png"))
