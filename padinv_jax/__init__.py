@@ -3,6 +3,7 @@
 Public API (pure functions unless noted):
   mapping, synthesize            the generator (padinv_jax.functional)
   invert, reconstruct            the encoder, then the generator
+  refine                         Adam on (ws, paddings) from the encoder's codes
   load, save_model               model directories (load returns PadInvModel)
   apps, save_codes, load_codes   blending, interpolation, editing; codes .npz
   init_generator, init_encoder   random variables for a config
@@ -16,8 +17,9 @@ from padinv_jax.encoder import init_encoder
 from padinv_jax.functional import init_generator, mapping, synthesize
 from padinv_jax.inversion import invert, prepare_images, reconstruct
 from padinv_jax.model_dir import PadInvModel, load, save_model
+from padinv_jax.refine import refine
 
 __all__ = ["mapping", "synthesize", "invert", "reconstruct", "prepare_images",
-           "apps", "save_codes", "load_codes",
+           "refine", "apps", "save_codes", "load_codes",
            "load", "save_model", "PadInvModel", "init_generator",
            "init_encoder", "model_config", "tiny_model_config"]
