@@ -164,6 +164,28 @@ def bench(fn: Callable[[], None], warmup: int, reps: int,
           "mean_s": float(times.mean()), "reps": int(times.size)}
 
 
+def bench_interleaved(fns: dict, warmup: int, reps: int) -> dict:
+  """bench() for several blocking functions, their calls interleaved.
+
+  On a shared machine the load drifts; alternating the frameworks call by
+  call (order rotated each round) gives both the same conditions.
+  """
+  names = list(fns)
+  for _ in range(warmup):
+    for k in names:
+      fns[k]()
+  times = {k: [] for k in names}
+  for i in range(reps):
+    for k in names[i % len(names):] + names[:i % len(names)]:
+      times[k].append(_timed(fns[k]))
+  out = {}
+  for k, t in times.items():
+    t = np.asarray(t)
+    out[k] = {"median_s": float(np.median(t)), "min_s": float(t.min()),
+              "mean_s": float(t.mean()), "reps": int(t.size)}
+  return out
+
+
 def xla_flops(compiled) -> Optional[float]:
   """FLOPs of a compiled jax function from XLA's cost analysis."""
   ca = compiled.cost_analysis()
