@@ -23,6 +23,7 @@ from padinv_jax.convert import main as convert_main
 from torch_ref import discriminator_ref
 from torch_ref import padinv_encoder_ref as enc_ref
 from torch_ref import stylegan2_ref as g_ref
+from parity import assert_close
 
 GEN = dict(resolution=32, z_dim=16, w_dim=32, mapping_layers=2,
            channel_base=1024, channel_max=32)
@@ -37,14 +38,6 @@ class ArcFaceLoss(torch.nn.Module):
   def __init__(self):
     super().__init__()
     self.body = torch.nn.Linear(4, 2)
-
-
-def assert_close(got, want, what):
-  got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-  assert got.shape == want.shape, (what, got.shape, want.shape)
-  err = np.abs(got - want).max()
-  tol = 1e-4 * max(1.0, np.abs(want).max())
-  assert err <= tol, f"{what}: max|diff| {err:.3g} > {tol:.3g}"
 
 
 def to_hammer_generator(sd):

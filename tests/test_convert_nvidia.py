@@ -22,14 +22,7 @@ from padinv_jax.convert import main as convert_main
 from torch_ref import discriminator_ref
 from torch_ref import nvidia_persistence
 from torch_ref import stylegan2_ref as ref
-
-
-def assert_close(got, want, what):
-  got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-  assert got.shape == want.shape, (what, got.shape, want.shape)
-  err = np.abs(got - want).max()
-  tol = 1e-4 * max(1.0, np.abs(want).max())
-  assert err <= tol, f"{what}: max|diff| {err:.3g} > {tol:.3g}"
+from parity import assert_close
 
 
 def nhwc(t):

@@ -22,6 +22,7 @@ import torch
 from padinv_jax import model_dir
 from padinv_jax.convert import main as convert_main
 from torch_ref import stylegan2_ref as ref
+from parity import assert_close
 
 ARCH = dict(resolution=16, z_dim=24, w_dim=16, mapping_layers=3,
             channel_base=128, channel_max=16)
@@ -38,14 +39,6 @@ class Network:
 
 
 Network.__module__ = "dnnlib.tflib.network"
-
-
-def assert_close(got, want, what):
-  got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-  assert got.shape == want.shape, (what, got.shape, want.shape)
-  err = np.abs(got - want).max()
-  tol = 1e-4 * max(1.0, np.abs(want).max())
-  assert err <= tol, f"{what}: max|diff| {err:.3g} > {tol:.3g}"
 
 
 def tf_variables(sd):

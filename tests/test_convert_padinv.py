@@ -24,6 +24,7 @@ import padinv_jax
 from padinv_jax import inversion
 from padinv_jax import model_dir
 from padinv_jax.convert import main as convert_main
+from parity import assert_close
 
 
 class PerceptualLoss(torch.nn.Module):
@@ -35,14 +36,6 @@ class PerceptualLoss(torch.nn.Module):
 
   def __setstate__(self, state):  # must never run while converting
     raise AssertionError("the loss module's code ran")
-
-
-def assert_close(got, want, what):
-  got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-  assert got.shape == want.shape, (what, got.shape, want.shape)
-  err = np.abs(got - want).max()
-  tol = 1e-4 * max(1.0, np.abs(want).max())
-  assert err <= tol, f"{what}: max|diff| {err:.3g} > {tol:.3g}"
 
 
 def nhwc(a):

@@ -16,20 +16,13 @@ from padinv_jax import model_dir
 from padinv_jax.convert import main as convert_main
 from torch_ref import padinv_encoder_ref as enc_ref
 from torch_ref import rosinality_ref
+from parity import assert_close
 
 RES, W = 32, 32
 N_STYLES = 8  # 2 log2(32) - 2: codes [3, 4, 1]
 ENC = dict(depth=50, stem_channels=8, stage_channels=(8, 16, 32, 32),
            fpn_channels=32, w_dim=W, codes_per_level=(3, 4, 1),
            use_padding_space=False)
-
-
-def assert_close(got, want, what):
-  got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-  assert got.shape == want.shape, (what, got.shape, want.shape)
-  err = np.abs(got - want).max()
-  tol = 1e-4 * max(1.0, np.abs(want).max())
-  assert err <= tol, f"{what}: max|diff| {err:.3g} > {tol:.3g}"
 
 
 def to_psp_keys(sd):

@@ -13,17 +13,10 @@ import torch
 from padinv_jax import model_dir
 from padinv_jax.convert import main as convert_main
 from torch_ref import rosinality_ref as ref
+from parity import assert_close
 
 SIZE, STYLE, MLP = 16, 16, 3
 CHANNELS = {4: 16, 8: 16, 16: 8}
-
-
-def assert_close(got, want, what):
-  got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-  assert got.shape == want.shape, (what, got.shape, want.shape)
-  err = np.abs(got - want).max()
-  tol = 1e-4 * max(1.0, np.abs(want).max())
-  assert err <= tol, f"{what}: max|diff| {err:.3g} > {tol:.3g}"
 
 
 @pytest.mark.parametrize("zip_format", [True, False])
