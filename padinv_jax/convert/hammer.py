@@ -13,7 +13,6 @@ Key mappings: padinv_keys (encoder, generator) and d_keys (discriminator).
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Optional
 
@@ -333,6 +332,6 @@ def convert(obj, fmt: str = "hammer", entry: Optional[str] = None,
           f"({enc_cfg.input_size} px, codes {tuple(enc_cfg.codes_per_level)}, "
           f"{pad}) with w_avg = models.generator.w_avg; generator "
           f"models.{name}: {gen_cfg.resolution} px, w {gen_cfg.w_dim}, "
-          f"num_ws {2 * int(math.log2(gen_cfg.resolution)) - 2}")
+          f"num_ws {config_lib.num_ws(gen_cfg)}")
   return common.Converted("model", cfg, {"generator": g_vars,
                                          "encoder": e_vars}, desc, notes)

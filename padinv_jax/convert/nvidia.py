@@ -14,10 +14,10 @@ against the weights by the strict assignment.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Optional
 
+from padinv_jax import config as config_lib
 from padinv_jax.convert import common
 from padinv_jax.convert import generator_target as gt
 from padinv_jax.convert import nvidia_tf
@@ -218,7 +218,7 @@ def convert(obj, fmt: str = "nvidia", entry: Optional[str] = None,
           f" w {gen_cfg.w_dim}, {gen_cfg.mapping_layers} mapping layers, "
           f"channels {gen_cfg.channel_base}/{gen_cfg.channel_max}, conv_clamp "
           f"{gen_cfg.conv_clamp}, num_ws "
-          f"{2 * int(math.log2(gen_cfg.resolution)) - 2}")
+          f"{config_lib.num_ws(gen_cfg)}")
   notes = [f"other entries not converted: "
            f"{sorted(k for k in map(str, obj) if k != entry)}"]
   fp16 = int((kw.get("synthesis_kwargs") or {}).get("num_fp16_res", 0) or 0)

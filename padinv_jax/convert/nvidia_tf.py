@@ -18,12 +18,12 @@ padinv_jax does.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Optional
 
 import numpy as np
 
+from padinv_jax import config as config_lib
 from padinv_jax.convert import common
 from padinv_jax.convert import generator_target as gt
 from padinv_jax.convert import safe_pickle
@@ -183,7 +183,7 @@ def convert(obj, entry: Optional[str] = None) -> common.Converted:
   desc = (f"{NAME}, network {state.get('name', '?')} ({entry}): "
           f"{gen_cfg.resolution} px, z {gen_cfg.z_dim}, w {gen_cfg.w_dim}, "
           f"channels {gen_cfg.channel_base}/{gen_cfg.channel_max}, num_ws "
-          f"{2 * int(math.log2(gen_cfg.resolution)) - 2}")
+          f"{config_lib.num_ws(gen_cfg)}")
   return common.Converted("model", common.generator_model_config(gen_cfg),
                           {"generator": variables}, desc,
                           notes=["the embedded TF build source was not run"])
