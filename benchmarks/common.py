@@ -207,6 +207,35 @@ def xla_temp_mb(compiled) -> Optional[float]:
   return (ma.temp_size_in_bytes + ma.output_size_in_bytes) / 2 ** 20
 
 
+def add_common_args(p, json_name: str, reps: int) -> None:
+  """The flags both benchmark scripts take."""
+  p.add_argument("--warmup", type=int, default=1)
+  p.add_argument("--reps", type=int, default=reps)
+  p.add_argument("--no-torch", action="store_true")
+  p.add_argument("--xla-default", action="store_true",
+                 help="XLA's default (Eigen) convolutions instead of YNNPACK "
+                      "(read by common.py before JAX starts)")
+  p.add_argument("--quick", action="store_true",
+                 help="1 timed rep after the first call")
+  p.add_argument("--json", default=os.path.join(
+      os.path.dirname(os.path.abspath(__file__)), "results", json_name))
+
+
+def start(args) -> tuple[dict, dict]:
+  """Threads, machine info and the matmul yardstick, printed; (info, peak)."""
+  if args.quick:
+    args.warmup, args.reps = 1, 1
+  set_threads()
+  info = machine_info()
+  peak = matmul_peak(reps=3 if args.quick else 10)
+  print(f"machine: {info['cpu']}, {info['cores']} cores, jax {info['jax']},"
+        f" torch {info['torch']} ({info['torch_threads']} threads), load "
+        f"{info['loadavg_start'][0]:.2f}, XLA_FLAGS={info['xla_flags']!r}")
+  print(f"float32 2048^3 matmul peak: JAX {peak['jax_gflops']:.1f} GFLOP/s, "
+        f"torch {peak['torch_gflops']:.1f} GFLOP/s")
+  return info, peak
+
+
 def write_json(path: str, obj) -> None:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, "w") as f:

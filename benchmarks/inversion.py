@@ -81,30 +81,11 @@ def main(argv=None):
   p.add_argument("--configs", default="full1024,full256",
                  help="comma list of " + ",".join(CONFIGS))
   p.add_argument("--batches", default="1,4", help="comma list of batch sizes")
-  p.add_argument("--warmup", type=int, default=1)
-  p.add_argument("--reps", type=int, default=3)
   p.add_argument("--bf16", action="store_true",
                  help="also time the generator in bfloat16 (params float32)")
-  p.add_argument("--no-torch", action="store_true")
-  p.add_argument("--xla-default", action="store_true",
-                 help="XLA's default (Eigen) convolutions instead of YNNPACK "
-                      "(read by common.py before JAX starts)")
-  p.add_argument("--quick", action="store_true",
-                 help="1 timed rep, no warm-up beyond the first call")
-  p.add_argument("--json", default=os.path.join(
-      os.path.dirname(os.path.abspath(__file__)), "results",
-      "inversion.json"))
+  common.add_common_args(p, "inversion.json", reps=3)
   args = p.parse_args(argv)
-  if args.quick:
-    args.warmup, args.reps = 1, 1
-  common.set_threads()
-  info = common.machine_info()
-  peak = common.matmul_peak(reps=3 if args.quick else 10)
-  print(f"machine: {info['cpu']}, {info['cores']} cores, jax {info['jax']},"
-        f" torch {info['torch']} ({info['torch_threads']} threads), load "
-        f"{info['loadavg_start'][0]:.2f}, XLA_FLAGS={info['xla_flags']!r}")
-  print(f"float32 2048^3 matmul peak: JAX {peak['jax_gflops']:.1f} GFLOP/s, "
-        f"torch {peak['torch_gflops']:.1f} GFLOP/s")
+  info, peak = common.start(args)
 
   rows = []
   for name in args.configs.split(","):

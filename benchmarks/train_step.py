@@ -31,8 +31,6 @@ import common  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import ml_collections  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
@@ -172,27 +170,9 @@ def main(argv=None):
   p.add_argument("--batch", type=int, default=2,
                  help="batch of the ffhq-shaped config")
   p.add_argument("--tiny-batch", type=int, default=4)
-  p.add_argument("--warmup", type=int, default=1)
-  p.add_argument("--reps", type=int, default=2)
-  p.add_argument("--no-torch", action="store_true")
-  p.add_argument("--xla-default", action="store_true",
-                 help="XLA's default (Eigen) convolutions instead of YNNPACK "
-                      "(read by common.py before JAX starts)")
-  p.add_argument("--quick", action="store_true",
-                 help="1 timed step after the first")
-  p.add_argument("--json", default=os.path.join(
-      os.path.dirname(os.path.abspath(__file__)), "results",
-      "train_step.json"))
+  common.add_common_args(p, "train_step.json", reps=2)
   args = p.parse_args(argv)
-  if args.quick:
-    args.warmup, args.reps = 1, 1
-  common.set_threads()
-  info = common.machine_info()
-  peak = common.matmul_peak(reps=3 if args.quick else 10)
-  print(f"machine: {info['cpu']}, {info['cores']} cores, jax {info['jax']},"
-        f" torch {info['torch']} ({info['torch_threads']} threads), load "
-        f"{info['loadavg_start'][0]:.2f}, XLA_FLAGS={info['xla_flags']!r}; matmul peak "
-        f"{peak['jax_gflops']:.1f} GFLOP/s (JAX)")
+  info, peak = common.start(args)
   rows = []
   for name in args.configs.split(","):
     if name == "tiny":
