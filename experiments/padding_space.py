@@ -9,7 +9,7 @@ StyleGAN2, no download) in two ways, at equal budget:
   (a) optimisation: Adam on the codes for K steps from the same start (the
       generator's w_avg and its own constants, i.e. plain StyleGAN2's image
       at w_avg), moving W+ only, or W+ and the padding maps
-      (padinv_jax.refine.refine with optimize="w" / "both");
+      (padinv_jax.refinement.refine with optimize="w" / "both");
   (b) encoders: the tiny config trained twice with
       padinv_jax.trainer.train_and_evaluate, use_padding_space True / False,
       same steps, seed and data; then the same encoders followed by K steps
@@ -56,7 +56,7 @@ from padinv_jax import images_io  # pylint: disable=wrong-import-position
 from padinv_jax import inversion  # pylint: disable=wrong-import-position
 from padinv_jax import metrics  # pylint: disable=wrong-import-position
 from padinv_jax import model_dir  # pylint: disable=wrong-import-position
-from padinv_jax import refine  # pylint: disable=wrong-import-position
+from padinv_jax import refinement  # pylint: disable=wrong-import-position
 from padinv_jax import trainer  # pylint: disable=wrong-import-position
 from padinv_jax.config import model_config  # pylint: disable=wrong-import-position
 
@@ -188,7 +188,7 @@ def run(args):
       inversion.invert, config=train_config(args, name != "W+").model))
             for name in encoders}
   refiners = {space: jax.jit(functools.partial(
-      refine.refine, config=gen_cfg, steps=args.opt_steps, optimize=opt))
+      refinement.refine, config=gen_cfg, steps=args.opt_steps, optimize=opt))
               for space, opt in SPACES.items()}
   const_pads = apps.generator_paddings(gen_vars, n, config=gen_cfg)
   rows, curves, examples = [], {}, {}

@@ -17,7 +17,7 @@ from padinv_jax.encoder import init_encoder
 from padinv_jax.functional import init_generator, mapping, synthesize
 from padinv_jax.inversion import invert, prepare_images, reconstruct
 from padinv_jax.model_dir import PadInvModel, load, save_model
-from padinv_jax.refine import refine
+from padinv_jax.refinement import refine
 
 __all__ = ["mapping", "synthesize", "invert", "reconstruct", "prepare_images",
            "refine", "apps", "save_codes", "load_codes",

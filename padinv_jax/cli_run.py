@@ -21,7 +21,7 @@ from padinv_jax import functional
 from padinv_jax import inversion
 from padinv_jax import metrics
 from padinv_jax import model_dir
-from padinv_jax import refine
+from padinv_jax import refinement
 from padinv_jax.cli_io import InputError
 
 _JIT_CACHE: dict = {}
@@ -128,7 +128,7 @@ class Model:
   def refine_batch(self, images, ws, pads, *, steps: int, lr: float,
                    lpips_vars=None, lpips_net: str = "alex"):
     """Encoder codes of B images -> Adam-refined codes, one jitted call."""
-    f = _jit(refine.refine, self.config, steps=steps,
+    f = _jit(refinement.refine, self.config, steps=steps,
              lpips_net=lpips_net)
     ws, pads, _ = f(self.params["generator"], images, ws, dict(pads), lr=lr,
                     lpips_vars=lpips_vars)

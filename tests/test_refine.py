@@ -1,4 +1,4 @@
-"""Optimisation-based refinement (padinv_jax.refine) and `padinv invert --refine`.
+"""Optimisation-based refinement (padinv_jax.refinement) and `padinv invert --refine`.
 
 A tiny random model (tests/apps_testlib.py) and random LPIPS weights: the
 tests check what the optimiser does to the codes, not image quality.
@@ -14,7 +14,7 @@ from PIL import Image
 from padinv_jax import apps
 from padinv_jax import cli
 from padinv_jax import inversion
-from padinv_jax import refine as refine_lib
+from padinv_jax import refinement as refine_lib
 from padinv_jax.losses import lpips
 
 import apps_testlib
