@@ -136,6 +136,35 @@ def test_torch_zip_with_hostile_data_pkl_refused(tmp_path, marker, capsys,
   _assert_refused(rc, err, dst, marker, "system")
 
 
+def _recompressed(data: bytes) -> bytes:
+  """The same torch zip with every member deflated."""
+  src = zipfile.ZipFile(io.BytesIO(data))
+  out = io.BytesIO()
+  with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+    for n in src.namelist():
+      z.writestr(n, src.read(n))
+  return out.getvalue()
+
+
+def test_zip_bomb_refused_before_inflating(tmp_path, capsys):
+  buf = io.BytesIO()
+  torch.save({"w": torch.zeros(4_000_000)}, buf)  # 16 MB that deflate ~1000x
+  src = tmp_path / "bomb.pt"
+  src.write_bytes(_recompressed(buf.getvalue()))
+  assert os.path.getsize(src) < 200_000
+  rc, err, dst = _run_cli(tmp_path, src, capsys)
+  _assert_refused(rc, err, dst, tmp_path / "none", "bomb.pt", "zip bomb")
+  # An honestly compressed checkpoint (random weights barely compress) loads.
+  w = torch.randn(256, 256)
+  buf = io.BytesIO()
+  torch.save({"w": w}, buf)
+  ok = tmp_path / "deflated.pt"
+  ok.write_bytes(_recompressed(buf.getvalue()))
+  obj, kind = torch_files.load_file(str(ok))
+  assert kind == "torch-zip"
+  np.testing.assert_array_equal(np.asarray(obj["w"]), w.numpy())
+
+
 def test_legacy_torch_file_with_hostile_pickle_refused(tmp_path, marker):
   buf = io.BytesIO()
   torch.save({"w": torch.ones(2)}, buf, _use_new_zipfile_serialization=False)

@@ -136,6 +136,25 @@ def read_legacy(f: BinaryIO, name: str, header_read: bool = False) -> Any:
   return obj
 
 
+# torch.save stores its zip members uncompressed. A compressed member may
+# inflate at most this many times its stored size (plus 1 MiB): weights
+# compress ~1.1x and pickles ~10x, while a "zip bomb" inflates ~1000x, so
+# one is refused from its header before anything is inflated.
+MAX_INFLATION = 50
+
+
+def _read_member(zf: zipfile.ZipFile, member: str, name: str) -> bytes:
+  info = zf.getinfo(member)
+  if (info.compress_type != zipfile.ZIP_STORED and
+      info.file_size > MAX_INFLATION * info.compress_size + (1 << 20)):
+    raise CorruptFileError(
+        f"{name}: zip member {member} would inflate from "
+        f"{info.compress_size} to {info.file_size} bytes (more than "
+        f"{MAX_INFLATION}x); refused as a possible zip bomb. torch.save "
+        "writes members uncompressed: re-save the checkpoint with torch")
+  return zf.read(member)
+
+
 def read_zip(path_or_file, name: str) -> Any:
   """Read a torch zip-format file (``torch.save`` since torch 1.6)."""
   try:
@@ -153,7 +172,7 @@ def read_zip(path_or_file, name: str) -> Any:
     prefix = pkls[0][:-len("data.pkl")]
     big = False
     if prefix + "byteorder" in names:
-      big = zf.read(prefix + "byteorder").strip() == b"big"
+      big = _read_member(zf, prefix + "byteorder", name).strip() == b"big"
     cache: dict[str, safe_pickle.Storage] = {}
 
     def persistent_load(pid):
@@ -167,7 +186,7 @@ def read_zip(path_or_file, name: str) -> Any:
         member = f"{prefix}data/{key}"
         if member not in names:
           raise CorruptFileError(f"{name}: storage {member} is missing")
-        raw = zf.read(member)
+        raw = _read_member(zf, member, name)
         numel = int(numel)
         if len(raw) < numel * dt.itemsize:
           raise CorruptFileError(f"{name}: storage {member} is truncated")
@@ -179,7 +198,7 @@ def read_zip(path_or_file, name: str) -> Any:
       return cache[key]
 
     try:
-      data = zf.read(pkls[0])
+      data = _read_member(zf, pkls[0], name)
       return safe_pickle.loads(data, persistent_load)
     except zipfile.BadZipFile as e:
       raise CorruptFileError(f"{name}: damaged torch zip file ({e})") from None
