@@ -269,13 +269,26 @@ def edit_with_pair(codes_a, codes_a_edited, codes_b, alpha, *,
     alpha: edit strength, a scalar (may be traced).
     space: "w" | "padding" | "both" (static).
     layers: W+ code indices to edit (static; see :func:`layer_mask`);
-      default all.
-    padding_keys: padding maps to edit (static); default all.
+      default all. Only with space "w" or "both".
+    padding_keys: padding maps to edit (static); default all. Only with
+      space "padding" or "both".
 
   Returns:
     (ws [N, L, D], paddings) of the edited images.
+
+  Raises:
+    ValueError: an unknown space or padding key, padding space requested
+      of codes without paddings, or a selection for a space not edited.
   """
   _check_space(space, EDIT_SPACES)
+  if space == "padding" and layers is not None:
+    raise ValueError(f"edit_with_pair: layers={layers!r} selects W+ codes, "
+                     f"which space='padding' does not edit; use "
+                     f"padding_keys, or space='both'")
+  if space == "w" and padding_keys is not None:
+    raise ValueError(f"edit_with_pair: padding_keys={list(padding_keys)} "
+                     f"selects padding maps, which space='w' does not edit; "
+                     f"use layers, or space='both'")
   (ws_a, pads_a), (ws_e, pads_e), (ws_b, pads_b) = (codes_a, codes_a_edited,
                                                     codes_b)
   _check_same_keys(pads_a, pads_e, "edit_with_pair")

@@ -203,6 +203,9 @@ def cmd_edit(args, model, outs):
     if args.space not in (None, "w"):
       raise InputError("directions (InterFaceGAN / LowRankGAN) live in W+: "
                        "--space must be w with --direction")
+    if args.padding_keys:
+      raise InputError("--padding-keys selects padding maps, but a "
+                       "--direction edits W+ only; use --layers")
     try:
       direction = apps.check_direction(
           cli_io.read_direction(args.direction), model.w_dim, model.num_ws)
@@ -384,9 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
                  "0.5,1,1.5 for --pair, -3,-1.5,1.5,3 for --direction); "
                  "write --alpha=-3,3 when the first is negative")
   p.add_argument("--layers", help="W+ codes to edit: a:b (b exclusive) or "
-                 "0,1,2 (default all)")
+                 "0,1,2 (default all; with --space w or both, or "
+                 "--direction)")
   p.add_argument("--padding-keys", help="padding maps to edit, e.g. "
-                 "const,layer0 (default all)")
+                 "const,layer0 (default all; with --space padding or both)")
   _common(p)
   p.set_defaults(func=cmd_edit)
 

@@ -156,6 +156,16 @@ def test_edit_with_pair_layers_and_keys(tiny):
     apps.edit_with_pair(a, a2, b, 1.0, padding_keys=["layer9"])
   with pytest.raises(ValueError, match="layers"):
     apps.layer_mask(18, [18])
+  # A selection for the space that is not edited is refused, not ignored.
+  with pytest.raises(ValueError, match="selects W\\+ codes"):
+    apps.edit_with_pair(a, a2, b, 1.0, space="padding", layers=slice(0, 2))
+  with pytest.raises(ValueError, match="selects padding maps"):
+    apps.edit_with_pair(a, a2, b, 1.0, space="w", padding_keys=["const"])
+  ws, pads = apps.edit_with_pair(a, a2, b, 1.0, space="both",
+                                 layers=slice(0, 1), padding_keys=["const"])
+  changed = np.any(np.asarray(ws) != np.asarray(b[0]), axis=(0, 2))
+  np.testing.assert_array_equal(np.nonzero(changed)[0], [0])
+  assert [k for k in pads if not _same(pads[k], b[1][k])] == ["const"]
 
 
 def test_apply_direction(tiny):

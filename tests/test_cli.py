@@ -273,6 +273,12 @@ def _bad_cases(env):
       "bad layers": ["edit", "--targets", img, "--direction",
                      env["root"] / "wrong.npy", "--layers", "x"] + common,
       "not codes": ["synthesize", img] + common,
+      "layers on padding edit": ["edit", "--targets", img, "--pair", img, img,
+                                 "--space", "padding", "--layers", "0:2"]
+                                + common,
+      "padding keys on direction": ["edit", "--targets", img, "--direction",
+                                    env["root"] / "wrong.npy",
+                                    "--padding-keys", "const"] + common,
   }
 
 
@@ -280,7 +286,8 @@ def _bad_cases(env):
                                   "fails midway",
                                   "no encoder", "missing model",
                                   "direction size", "bad layers",
-                                  "not codes"])
+                                  "not codes", "layers on padding edit",
+                                  "padding keys on direction"])
 def test_bad_input_one_line_exit_2_nothing_written(env, capsys, case):
   out = env["root"] / "bad" / "out"
   code, stdout, err = run(capsys, *_bad_cases(env)[case], "--out", out)
