@@ -7,6 +7,7 @@ BatchNorm and per-channel PReLU that Flax does not provide.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, Optional, Sequence
 
@@ -20,6 +21,10 @@ SQRT2 = math.sqrt(2.0)
 # Convs take NHWC inputs and HWIO kernels.
 _DN = ("NHWC", "HWIO", "NHWC")
 
+# Whether conv2d differentiates w.r.t. its kernel with matmuls on CPU (see
+# _conv2d_dot_wgrad); read when a function is traced. False = XLA's own.
+DOT_KERNEL_GRAD_ON_CPU = True
+
 
 def fir_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> np.ndarray:
   """The normalised separable 2D FIR filter outer(taps) / sum^2."""
@@ -32,6 +37,9 @@ def conv2d(x, w, stride: int = 1, padding=0, lhs_dilation: int = 1,
            groups: int = 1, precision=None):
   """Cross-correlation like torch.nn.functional.conv2d, NHWC / HWIO.
 
+  On CPU, plain convs (groups 1, no lhs dilation) differentiate through
+  :func:`_conv2d_dot_wgrad`, whose kernel gradient is a sum of matmuls.
+
   Args:
     x: [N, H, W, Cin].
     w: [kh, kw, Cin // groups, Cout].
@@ -43,10 +51,81 @@ def conv2d(x, w, stride: int = 1, padding=0, lhs_dilation: int = 1,
   """
   if isinstance(padding, int):
     padding = ((padding, padding), (padding, padding))
+  padding = tuple(tuple(int(v) for v in p) for p in padding)
+  if (DOT_KERNEL_GRAD_ON_CPU and groups == 1 and lhs_dilation == 1 and
+      jax.default_backend() == "cpu"):
+    return _conv2d_dot_wgrad(x, w.astype(x.dtype), stride, padding, precision)
+  return _conv2d_lax(x, w, stride, padding, lhs_dilation, groups, precision)
+
+
+def _conv2d_lax(x, w, stride, padding, lhs_dilation=1, groups=1,
+                precision=None):
   return jax.lax.conv_general_dilated(
       x, w.astype(x.dtype), window_strides=(stride, stride), padding=padding,
       lhs_dilation=(lhs_dilation, lhs_dilation), dimension_numbers=_DN,
       feature_group_count=groups, precision=precision)
+
+
+# XLA:CPU computes a conv's kernel gradient as a conv whose window is the
+# whole output-gradient map, at 30-60 GFLOP/s on this project's CPU (a third
+# of its forward speed): the encoder's backward pass spent most of a training
+# step there. _kernel_grad writes it as one matmul per kernel tap instead.
+# The input gradient and the forward stay XLA's own.
+# benchmarks/convs.py and benchmarks/train_step.py measure it.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv2d_dot_wgrad(x, w, stride, padding, precision):
+  return _conv2d_lax(x, w, stride, padding, precision=precision)
+
+
+def _conv2d_dot_wgrad_fwd(x, w, stride, padding, precision):
+  return _conv2d_lax(x, w, stride, padding, precision=precision), (x, w)
+
+
+def _conv2d_dot_wgrad_bwd(stride, padding, precision, res, dy):
+  x, w = res
+  _, vjp_x = jax.vjp(
+      lambda x: _conv2d_lax(x, w, stride, padding, precision=precision), x)
+  (dx,) = vjp_x(dy)
+  dw = _kernel_grad(x, dy, w.shape[:2], stride, padding, precision)
+  return dx, dw.astype(w.dtype)
+
+
+_conv2d_dot_wgrad.defvjp(_conv2d_dot_wgrad_fwd, _conv2d_dot_wgrad_bwd)
+
+
+def _kernel_grad(x, dy, kernel_hw, stride, padding, precision=None):
+  """d(sum(conv(x, w) * dy)) / dw, [kh, kw, Cin, Cout], by matmuls.
+
+  Tap (a, b) of the kernel met the padded input at rows s*i + a, columns
+  s*j + b: phase (a % s, b % s) of the input, shifted by (a // s, b // s).
+  On one grid of [N, Hq, Wq] phase positions, with dy zero-padded onto it,
+  that shift is a fixed offset into the flattened grid, so each tap is a
+  contiguous slice of one phase times dy: [Cout, M] @ [M, Cin]. Valid
+  positions never wrap into the next row or image, and dy is zero where
+  shifted rows would.
+  """
+  kh, kw = kernel_hw
+  n, _, _, cin = x.shape
+  _, ho, wo, cout = dy.shape
+  s = stride
+  xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+  hp, wp = xp.shape[1:3]
+  hq, wq = -(-hp // s), -(-wp // s)
+  xp = jnp.pad(xp, ((0, 0), (0, hq * s - hp), (0, wq * s - wp), (0, 0)))
+  m = n * hq * wq
+  phases = {(p, q): xp[:, p::s, q::s].reshape(m, cin)
+            for p in range(min(s, kh)) for q in range(min(s, kw))}
+  dy = jnp.pad(dy, ((0, 0), (0, hq - ho), (0, wq - wo), (0, 0)))
+  length = m - ((kh - 1) // s) * wq - (kw - 1) // s
+  dy = dy.reshape(m, cout)[:length]
+  taps = []
+  for a in range(kh):
+    for b in range(kw):
+      off = (a // s) * wq + b // s
+      xs = jax.lax.slice_in_dim(phases[(a % s, b % s)], off, off + length)
+      taps.append(jax.lax.dot_general(dy, xs, (((0,), (0,)), ((), ())),
+                                      precision=precision))  # [Cout, Cin]
+  return jnp.stack(taps).reshape(kh, kw, cout, cin).transpose(0, 1, 3, 2)
 
 
 def upfirdn2d(x, f, up: int = 1, down: int = 1,

@@ -1,0 +1,85 @@
+"""ops.conv2d's gradients on CPU (kernel gradient by matmuls) vs torch.
+
+ops.conv2d differentiates w.r.t. its kernel with one matmul per tap on CPU
+(ops._kernel_grad), because XLA:CPU's own kernel-gradient conv is slow. The
+gradients must still be the conv's: checked against torch autograd on the
+same numbers, for the strides, kernels and paddings the models use and a
+few they do not (stride 3, even kernels, asymmetric padding, odd sizes).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from padinv_jax import ops
+
+CASES = [  # (n, h, w, cin, cout, k, stride, padding)
+    (2, 9, 9, 5, 7, 3, 1, 1),
+    (2, 9, 10, 5, 7, 3, 2, 1),   # odd size, stride 2 (IR-SE, Map2Style)
+    (1, 8, 8, 4, 6, 1, 2, 0),    # 1x1 stride-2 shortcut
+    (2, 7, 7, 3, 4, 1, 1, 0),
+    (2, 11, 12, 3, 4, 3, 3, ((0, 2), (1, 0))),
+    (2, 10, 10, 4, 4, 4, 2, ((1, 2), (0, 1))),
+    (1, 6, 6, 3, 2, 3, 1, 0),    # valid conv (the padded generator layers)
+]
+
+
+def _torch_grads(x, w, dy, stride, padding):
+  (t, b), (l, r) = ((padding, padding), (padding, padding)) if isinstance(
+      padding, int) else padding
+  xt = torch.tensor(x.transpose(0, 3, 1, 2), dtype=torch.float64,
+                    requires_grad=True)
+  wt = torch.tensor(w.transpose(3, 2, 0, 1), dtype=torch.float64,
+                    requires_grad=True)
+  y = torch.nn.functional.conv2d(torch.nn.functional.pad(xt, (l, r, t, b)),
+                                 wt, stride=stride)
+  y.backward(torch.tensor(dy.transpose(0, 3, 1, 2), dtype=torch.float64))
+  return (xt.grad.numpy().transpose(0, 2, 3, 1),
+          wt.grad.numpy().transpose(2, 3, 1, 0), y.detach().numpy())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_conv_grads_match_torch(case):
+  n, h, w_, cin, cout, k, stride, padding = case
+  rng = np.random.default_rng(sum(map(hash, map(str, case))) % 2 ** 32)
+  x = rng.standard_normal((n, h, w_, cin)).astype(np.float32)
+  w = rng.standard_normal((k, k, cin, cout)).astype(np.float32)
+  f = lambda x, w: ops.conv2d(x, w, stride=stride, padding=padding)
+  y, vjp = jax.vjp(jax.jit(f), jnp.asarray(x), jnp.asarray(w))
+  dy = rng.standard_normal(y.shape).astype(np.float32)
+  dx, dw = vjp(jnp.asarray(dy))
+  rx, rw, ry = _torch_grads(x, w, dy, stride, padding)
+  assert y.shape == ry.transpose(0, 2, 3, 1).shape
+  for name, a, ref in (("dx", dx, rx), ("dw", dw, rw)):
+    err = np.abs(np.asarray(a, np.float64) - ref).max() / np.abs(ref).max()
+    assert err < 1e-6, (case, name, err)
+
+
+def test_cpu_uses_the_matmul_kernel_gradient(monkeypatch):
+  """The custom rule is what runs on CPU, and switching it off gives XLA's."""
+  assert jax.default_backend() == "cpu"
+  x = jnp.ones((1, 6, 6, 3))
+  w = jnp.ones((3, 3, 3, 4))
+  loss = lambda w: jnp.sum(ops.conv2d(x, w, stride=2, padding=1) ** 2)
+  # Under grad the rule is inlined: its kernel gradient is dot_generals.
+  assert "dot_general" in str(jax.make_jaxpr(jax.grad(loss))(w))
+  monkeypatch.setattr(ops, "DOT_KERNEL_GRAD_ON_CPU", False)
+  assert "dot_general" not in str(jax.make_jaxpr(jax.grad(loss))(w))
+
+
+def test_second_order_gradients_flow_through_the_rule():
+  """R1 differentiates a gradient w.r.t. the input again w.r.t. the kernel."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((2, 6, 6, 3)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((3, 3, 3, 4)), jnp.float32)
+
+  def r1(w, conv):
+    g = jax.grad(lambda x: jnp.sum(jnp.tanh(conv(x, w))))(x)
+    return jnp.sum(g ** 2)
+
+  ours = jax.grad(r1)(w, lambda x, w: ops.conv2d(x, w, stride=2, padding=1))
+  xla = jax.grad(r1)(w, lambda x, w: ops._conv2d_lax(x, w, 2, ((1, 1),
+                                                              (1, 1))))
+  np.testing.assert_allclose(ours, xla, rtol=1e-5, atol=1e-5)
