@@ -53,7 +53,8 @@ def conv2d(x, w, stride: int = 1, padding=0, lhs_dilation: int = 1,
     padding = ((padding, padding), (padding, padding))
   padding = tuple(tuple(int(v) for v in p) for p in padding)
   if (DOT_KERNEL_GRAD_ON_CPU and groups == 1 and lhs_dilation == 1 and
-      jax.default_backend() == "cpu"):
+      jax.default_backend() == "cpu" and _matmul_kernel_grad_pays(
+          x.shape, w.shape, stride, padding)):
     return _conv2d_dot_wgrad(x, w.astype(x.dtype), stride, padding, precision)
   return _conv2d_lax(x, w, stride, padding, lhs_dilation, groups, precision)
 
@@ -72,6 +73,17 @@ def _conv2d_lax(x, w, stride, padding, lhs_dilation=1, groups=1,
 # step there. _kernel_grad writes it as one matmul per kernel tap instead.
 # The input gradient and the forward stay XLA's own.
 # benchmarks/convs.py and benchmarks/train_step.py measure it.
+def _matmul_kernel_grad_pays(x_shape, w_shape, stride, padding) -> bool:
+  """Where the matmul kernel gradient beat XLA's in benchmarks/convs.py:
+  at least 32 input channels (a [Cout, M] @ [M, 3] product starves the
+  matmul) and 2048 output positions (small maps: XLA's conv is as fast)."""
+  n, h, w, cin = x_shape
+  kh, kw = w_shape[:2]
+  ho = (h + sum(padding[0]) - kh) // stride + 1
+  wo = (w + sum(padding[1]) - kw) // stride + 1
+  return cin >= 32 and n * ho * wo >= 2048
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _conv2d_dot_wgrad(x, w, stride, padding, precision):
   return _conv2d_lax(x, w, stride, padding, precision=precision)

@@ -1,11 +1,15 @@
 """ops.conv2d's gradients on CPU (kernel gradient by matmuls) vs torch.
 
 ops.conv2d differentiates w.r.t. its kernel with one matmul per tap on CPU
-(ops._kernel_grad), because XLA:CPU's own kernel-gradient conv is slow. The
-gradients must still be the conv's: checked against torch autograd on the
-same numbers, for the strides, kernels and paddings the models use and a
-few they do not (stride 3, even kernels, asymmetric padding, odd sizes).
+(ops._kernel_grad) where that is faster than XLA:CPU's own kernel-gradient
+conv (>= 32 input channels, >= 2048 output positions). The gradients must
+still be the conv's: the rule itself is checked against torch autograd on
+the same numbers, for the strides, kernels and paddings the models use and
+a few they do not (stride 3, even kernels, asymmetric padding, odd sizes),
+and ops.conv2d on a shape that takes it.
 """
+
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +30,12 @@ CASES = [  # (n, h, w, cin, cout, k, stride, padding)
 ]
 
 
+def _pad(padding):
+  if isinstance(padding, int):
+    return ((padding, padding), (padding, padding))
+  return padding
+
+
 def _torch_grads(x, w, dy, stride, padding):
   (t, b), (l, r) = ((padding, padding), (padding, padding)) if isinstance(
       padding, int) else padding
@@ -43,10 +53,25 @@ def _torch_grads(x, w, dy, stride, padding):
 @pytest.mark.parametrize("case", CASES)
 def test_conv_grads_match_torch(case):
   n, h, w_, cin, cout, k, stride, padding = case
-  rng = np.random.default_rng(sum(map(hash, map(str, case))) % 2 ** 32)
+  rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
   x = rng.standard_normal((n, h, w_, cin)).astype(np.float32)
   w = rng.standard_normal((k, k, cin, cout)).astype(np.float32)
+  f = lambda x, w: ops._conv2d_dot_wgrad(x, w, stride, _pad(padding), None)
+  _check_against_torch(f, x, w, rng, stride, padding, case)
+
+
+def test_conv2d_takes_the_rule_and_matches_torch():
+  n, h, cin, cout, stride, padding = 2, 32, 32, 8, 1, 1
+  assert ops._matmul_kernel_grad_pays((n, h, h, cin), (3, 3, cin, cout),
+                                      stride, _pad(padding))
+  rng = np.random.default_rng(7)
+  x = rng.standard_normal((n, h, h, cin)).astype(np.float32)
+  w = rng.standard_normal((3, 3, cin, cout)).astype(np.float32)
   f = lambda x, w: ops.conv2d(x, w, stride=stride, padding=padding)
+  _check_against_torch(f, x, w, rng, stride, padding, "32x32x32")
+
+
+def _check_against_torch(f, x, w, rng, stride, padding, case):
   y, vjp = jax.vjp(jax.jit(f), jnp.asarray(x), jnp.asarray(w))
   dy = rng.standard_normal(y.shape).astype(np.float32)
   dx, dw = vjp(jnp.asarray(dy))
@@ -60,13 +85,17 @@ def test_conv_grads_match_torch(case):
 def test_cpu_uses_the_matmul_kernel_gradient(monkeypatch):
   """The custom rule is what runs on CPU, and switching it off gives XLA's."""
   assert jax.default_backend() == "cpu"
-  x = jnp.ones((1, 6, 6, 3))
-  w = jnp.ones((3, 3, 3, 4))
+  x = jnp.ones((2, 64, 64, 32))
+  w = jnp.ones((3, 3, 32, 4))
   loss = lambda w: jnp.sum(ops.conv2d(x, w, stride=2, padding=1) ** 2)
   # Under grad the rule is inlined: its kernel gradient is dot_generals.
   assert "dot_general" in str(jax.make_jaxpr(jax.grad(loss))(w))
   monkeypatch.setattr(ops, "DOT_KERNEL_GRAD_ON_CPU", False)
   assert "dot_general" not in str(jax.make_jaxpr(jax.grad(loss))(w))
+  # Shapes where XLA's conv is faster keep it.
+  monkeypatch.setattr(ops, "DOT_KERNEL_GRAD_ON_CPU", True)
+  small = lambda w: jnp.sum(ops.conv2d(x[:, :8, :8], w, padding=1) ** 2)
+  assert "dot_general" not in str(jax.make_jaxpr(jax.grad(small))(w))
 
 
 def test_second_order_gradients_flow_through_the_rule():
@@ -79,7 +108,8 @@ def test_second_order_gradients_flow_through_the_rule():
     g = jax.grad(lambda x: jnp.sum(jnp.tanh(conv(x, w))))(x)
     return jnp.sum(g ** 2)
 
-  ours = jax.grad(r1)(w, lambda x, w: ops.conv2d(x, w, stride=2, padding=1))
+  ours = jax.grad(r1)(w, lambda x, w: ops._conv2d_dot_wgrad(
+      x, w, 2, ((1, 1), (1, 1)), None))
   xla = jax.grad(r1)(w, lambda x, w: ops._conv2d_lax(x, w, 2, ((1, 1),
                                                               (1, 1))))
   np.testing.assert_allclose(ours, xla, rtol=1e-5, atol=1e-5)
