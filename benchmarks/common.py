@@ -242,6 +242,14 @@ def write_json(path: str, obj) -> None:
     json.dump(obj, f, indent=1, default=float)
 
 
+def finish(args, info: dict, peak: dict, rows: list[dict]) -> list[dict]:
+  """Writes the run (machine, yardstick, flags, rows) to --json; the rows."""
+  write_json(args.json, {"machine": info, "matmul_peak": peak,
+                         "args": vars(args), "rows": rows})
+  print(f"\nwrote {args.json}")
+  return rows
+
+
 # ----------------------------------------------------------------------------
 # Models with identical weights in both frameworks.
 

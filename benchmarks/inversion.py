@@ -154,10 +154,7 @@ def main(argv=None):
       ("bf16_img_s", "bf16 img/s", ".3f"),
       ("bf16_max_diff_vs_f32", "bf16 |diff|", ".2e"),
       ("loadavg", "load", ".2f")])
-  common.write_json(args.json, {"machine": info, "matmul_peak": peak,
-                                "args": vars(args), "rows": rows})
-  print(f"\nwrote {args.json}")
-  return rows
+  return common.finish(args, info, peak, rows)
 
 
 if __name__ == "__main__":

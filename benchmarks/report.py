@@ -40,6 +40,15 @@ TRAIN_COLS = [
     ("loss_rel_diff", "step-1 loss rel diff", ".1e"),
     ("loadavg", "load", ".1f")]
 
+CONV_COLS = [
+    ("batch", "N", "d"), ("shape", "conv 3x3", "s"), ("gflop", "GFLOP", ".2f"),
+    ("jax_gflops", "fwd JAX GFLOP/s", ".0f"),
+    ("torch_gflops", "fwd torch GFLOP/s", ".0f"),
+    ("dw_ours_gflops", "dw padinv_jax GFLOP/s", ".0f"),
+    ("dw_xla_gflops", "dw XLA GFLOP/s", ".0f"),
+    ("dw_torch_gflops", "dw torch GFLOP/s", ".0f"),
+    ("where", "where in the encoder", "s")]
+
 
 def table(rows, cols) -> str:
   cols = [c for c in cols if any(r.get(c[0]) is not None for r in rows)]
@@ -62,7 +71,8 @@ def main(paths):
           f"{m['loadavg_start'][0]:.1f}; float32 {peak['n']}^3 matmul: JAX "
           f"{peak['jax_gflops']:.0f} GFLOP/s, torch "
           f"{peak['torch_gflops']:.0f} GFLOP/s\n")
-    cols = TRAIN_COLS if "train_step" in path else INVERSION_COLS
+    cols = (TRAIN_COLS if "train_step" in path else
+            CONV_COLS if "convs" in path else INVERSION_COLS)
     print(table(data["rows"], cols) + "\n")
 
 

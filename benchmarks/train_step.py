@@ -196,10 +196,7 @@ def main(argv=None):
       ("torch_rss_delta_mb", "torch +RSS MB", ".0f"),
       ("gflop_per_img", "GFLOP/img", ".1f"), ("frac_peak", "of peak", ".0%"),
       ("loss_rel_diff", "loss rel diff", ".1e"), ("loadavg", "load", ".2f")])
-  common.write_json(args.json, {"machine": info, "matmul_peak": peak,
-                                "args": vars(args), "rows": rows})
-  print(f"\nwrote {args.json}")
-  return rows
+  return common.finish(args, info, peak, rows)
 
 
 if __name__ == "__main__":

@@ -76,12 +76,13 @@ def _conv2d_lax(x, w, stride, padding, lhs_dilation=1, groups=1,
 def _matmul_kernel_grad_pays(x_shape, w_shape, stride, padding) -> bool:
   """Where the matmul kernel gradient beat XLA's in benchmarks/convs.py:
   at least 32 input channels (a [Cout, M] @ [M, 3] product starves the
-  matmul) and 2048 output positions (small maps: XLA's conv is as fast)."""
+  matmul) and M * Cin >= 2^19 for M output positions (below that, e.g. a
+  16x16x512 or one 32x32x256 map, XLA's conv was faster)."""
   n, h, w, cin = x_shape
   kh, kw = w_shape[:2]
   ho = (h + sum(padding[0]) - kh) // stride + 1
   wo = (w + sum(padding[1]) - kw) // stride + 1
-  return cin >= 32 and n * ho * wo >= 2048
+  return cin >= 32 and n * ho * wo * cin >= 2 ** 19
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))

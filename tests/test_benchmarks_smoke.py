@@ -38,3 +38,23 @@ def test_inversion_benchmark_quick_tiny(inversion_bench, tmp_path):
     assert row[key] is not None and row[key] > 0, key
   assert data["matmul_peak"]["jax_gflops"] > 0
   assert row["max_diff"] <= 1e-4 * max(1.0, row["max_ref"])
+
+
+def test_convs_benchmark_quick(tmp_path, monkeypatch):
+  """benchmarks/convs.py on two small shapes: its table fields, and that the
+  forward conv and both kernel gradients agree with torch on them."""
+  sys.path.insert(0, BENCH)
+  try:
+    import convs  # noqa: F401 (benchmarks/convs.py)
+  finally:
+    sys.path.remove(BENCH)
+  monkeypatch.setattr(convs, "SHAPES", [(16, 32, 48, 1, "a"),
+                                        (16, 32, 48, 2, "b")])
+  rows = convs.main(["--quick", "--batches", "2", "--json",
+                     str(tmp_path / "convs.json")])
+  assert [r["shape"] for r in rows] == ["16^2x32->48 s1", "16^2x32->48 s2"]
+  for row in rows:
+    for key in ("jax_gflops", "torch_gflops", "dw_ours_gflops",
+                "dw_xla_gflops", "dw_torch_gflops"):
+      assert row[key] > 0, key
+    assert row["max_diff"] < 1e-4 and row["dw_rel_diff"] < 1e-5, row

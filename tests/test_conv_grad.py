@@ -2,11 +2,11 @@
 
 ops.conv2d differentiates w.r.t. its kernel with one matmul per tap on CPU
 (ops._kernel_grad) where that is faster than XLA:CPU's own kernel-gradient
-conv (>= 32 input channels, >= 2048 output positions). The gradients must
-still be the conv's: the rule itself is checked against torch autograd on
-the same numbers, for the strides, kernels and paddings the models use and
-a few they do not (stride 3, even kernels, asymmetric padding, odd sizes),
-and ops.conv2d on a shape that takes it.
+conv (>= 32 input channels, output positions x channels >= 2^19). The
+gradients must still be the conv's: the rule itself is checked against
+torch autograd on the same numbers, for the strides, kernels and paddings
+the models use and a few they do not (stride 3, even kernels, asymmetric
+padding, odd sizes), and ops.conv2d on a shape that takes it.
 """
 
 import zlib
@@ -61,7 +61,7 @@ def test_conv_grads_match_torch(case):
 
 
 def test_conv2d_takes_the_rule_and_matches_torch():
-  n, h, cin, cout, stride, padding = 2, 32, 32, 8, 1, 1
+  n, h, cin, cout, stride, padding = 2, 64, 64, 8, 1, 1
   assert ops._matmul_kernel_grad_pays((n, h, h, cin), (3, 3, cin, cout),
                                       stride, _pad(padding))
   rng = np.random.default_rng(7)
@@ -85,9 +85,9 @@ def _check_against_torch(f, x, w, rng, stride, padding, case):
 def test_cpu_uses_the_matmul_kernel_gradient(monkeypatch):
   """The custom rule is what runs on CPU, and switching it off gives XLA's."""
   assert jax.default_backend() == "cpu"
-  x = jnp.ones((2, 64, 64, 32))
-  w = jnp.ones((3, 3, 32, 4))
-  loss = lambda w: jnp.sum(ops.conv2d(x, w, stride=2, padding=1) ** 2)
+  x = jnp.ones((2, 64, 64, 64))
+  w = jnp.ones((3, 3, 64, 4))
+  loss = lambda w: jnp.sum(ops.conv2d(x, w, stride=1, padding=1) ** 2)
   # Under grad the rule is inlined: its kernel gradient is dot_generals.
   assert "dot_general" in str(jax.make_jaxpr(jax.grad(loss))(w))
   monkeypatch.setattr(ops, "DOT_KERNEL_GRAD_ON_CPU", False)
