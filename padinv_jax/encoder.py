@@ -60,7 +60,9 @@ class Map2Style(nn.Module):
   features: int
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, patches=None):
+    """x [N, n, n, C] -> code [N, features]; ``patches``: optional
+    ``ops.conv_patches(x, 3, 2, 1)`` shared by the heads of one level."""
     n = x.shape[1]
     num_convs = int(round(math.log2(n)))
     if 2 ** num_convs != n or x.shape[2] != n:
@@ -68,7 +70,7 @@ class Map2Style(nn.Module):
                        f"got {x.shape[1:3]}")
     for k in range(num_convs):
       x = ops.TorchConv(self.features, 3, stride=2, padding=1,
-                        name=f"conv{k}")(x)
+                        name=f"conv{k}")(x, patches if k == 0 else None)
       x = jnp.where(x >= 0, x, 0.01 * x)
     chex.assert_shape(x, (None, 1, 1, self.features))
     x = x.reshape(x.shape[0], self.features)
@@ -141,9 +143,15 @@ class Encoder(nn.Module):
 
     codes = []
     for level, count in enumerate(self.codes_per_level):
+      # The heads of a level read the same map: on CPU their first convs
+      # share one patch extraction (see ops.share_conv_patches).
+      patches = None
+      if count > 1 and feats[level].shape[1] > 1 and ops.share_conv_patches():
+        patches = ops.conv_patches(feats[level], 3, stride=2, padding=1)
       for _ in range(count):
         j = len(codes)
-        codes.append(Map2Style(self.w_dim, name=f"head{j}")(feats[level]))
+        codes.append(Map2Style(self.w_dim, name=f"head{j}")(feats[level],
+                                                             patches))
     ws = jnp.stack(codes, axis=1)  # [N, num_codes, w_dim]
     if self.encoder_type == "e4e":
       # e4e: every code is a delta on the first one.

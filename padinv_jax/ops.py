@@ -21,9 +21,11 @@ SQRT2 = math.sqrt(2.0)
 # Convs take NHWC inputs and HWIO kernels.
 _DN = ("NHWC", "HWIO", "NHWC")
 
-# Whether conv2d differentiates w.r.t. its kernel with matmuls on CPU (see
-# _conv2d_dot_wgrad); read when a function is traced. False = XLA's own.
-DOT_KERNEL_GRAD_ON_CPU = True
+# Whether the XLA:CPU conv rewrites are used: conv2d's matmul kernel
+# gradient (_conv2d_dot_wgrad) and the shared im2col of the encoder heads
+# (share_conv_patches). Read when a function is traced; False = XLA's own
+# convs everywhere. Other backends never use them.
+CPU_CONV_REWRITES = True
 
 
 def fir_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> np.ndarray:
@@ -52,7 +54,7 @@ def conv2d(x, w, stride: int = 1, padding=0, lhs_dilation: int = 1,
   if isinstance(padding, int):
     padding = ((padding, padding), (padding, padding))
   padding = tuple(tuple(int(v) for v in p) for p in padding)
-  if (DOT_KERNEL_GRAD_ON_CPU and groups == 1 and lhs_dilation == 1 and
+  if (CPU_CONV_REWRITES and groups == 1 and lhs_dilation == 1 and
       jax.default_backend() == "cpu" and _matmul_kernel_grad_pays(
           x.shape, w.shape, stride, padding)):
     return _conv2d_dot_wgrad(x, w.astype(x.dtype), stride, padding, precision)
@@ -139,6 +141,35 @@ def _kernel_grad(x, dy, kernel_hw, stride, padding, precision=None):
       taps.append(jax.lax.dot_general(dy, xs, (((0,), (0,)), ((), ())),
                                       precision=precision))  # [Cout, Cin]
   return jnp.stack(taps).reshape(kh, kw, cout, cin).transpose(0, 1, 3, 2)
+
+
+def share_conv_patches() -> bool:
+  """Whether convs that read one input should share its im2col patches.
+
+  On XLA:CPU, the 11 Map2Style heads of the 64x64 level ran their first
+  convs 1.4-1.7x faster as one patch extraction plus 11 matmuls than as 11
+  convs (benchmarks/RESULTS.md); a single conv does not gain. Other
+  backends keep their convs.
+  """
+  return CPU_CONV_REWRITES and jax.default_backend() == "cpu"
+
+
+def conv_patches(x, kernel_size: int, stride: int = 1, padding: int = 0):
+  """im2col: [N, Ho, Wo, k*k*C] with features ordered (kh, kw, C).
+
+  ``patches @ w.reshape(k*k*C, Cout)`` for an HWIO kernel w equals
+  ``conv2d(x, w, stride, padding)``.
+  """
+  n, h, w, c = x.shape
+  k, s = kernel_size, stride
+  xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+  ho = (h + 2 * padding - k) // s + 1
+  wo = (w + 2 * padding - k) // s + 1
+  taps = [jax.lax.slice(xp, (0, a, b, 0),
+                        (n, a + s * (ho - 1) + 1, b + s * (wo - 1) + 1, c),
+                        (1, s, s, 1))
+          for a in range(k) for b in range(k)]
+  return jnp.concatenate(taps, axis=-1)
 
 
 def upfirdn2d(x, f, up: int = 1, down: int = 1,
@@ -290,12 +321,25 @@ class TorchConv(nn.Module):
   use_bias: bool = True
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, patches=None):
+    """x [N, H, W, Cin] -> [N, Ho, Wo, features].
+
+    ``patches``: optional ``conv_patches(x, kernel_size, stride, padding)``,
+    computed once by a caller whose several convs read the same x; the conv
+    is then one matmul on them (same result up to float32 rounding).
+    """
     cin = x.shape[-1]
     k = self.kernel_size
     init = torch_uniform_init(cin * k * k)
     w = self.param("kernel", init, (k, k, cin, self.features))
-    y = conv2d(x, w, stride=self.stride, padding=self.padding)
+    if patches is None:
+      y = conv2d(x, w, stride=self.stride, padding=self.padding)
+    else:
+      if patches.shape[-1] != k * k * cin:
+        raise ValueError(f"patches of {patches.shape[-1]} features for a "
+                         f"{k}x{k} conv over {cin} channels")
+      y = patches @ w.reshape(k * k * cin, self.features).astype(
+          patches.dtype)
     if self.use_bias:
       y = y + self.param("bias", init, (self.features,)).astype(y.dtype)
     return y

@@ -90,10 +90,10 @@ def test_cpu_uses_the_matmul_kernel_gradient(monkeypatch):
   loss = lambda w: jnp.sum(ops.conv2d(x, w, stride=1, padding=1) ** 2)
   # Under grad the rule is inlined: its kernel gradient is dot_generals.
   assert "dot_general" in str(jax.make_jaxpr(jax.grad(loss))(w))
-  monkeypatch.setattr(ops, "DOT_KERNEL_GRAD_ON_CPU", False)
+  monkeypatch.setattr(ops, "CPU_CONV_REWRITES", False)
   assert "dot_general" not in str(jax.make_jaxpr(jax.grad(loss))(w))
   # Shapes where XLA's conv is faster keep it.
-  monkeypatch.setattr(ops, "DOT_KERNEL_GRAD_ON_CPU", True)
+  monkeypatch.setattr(ops, "CPU_CONV_REWRITES", True)
   small = lambda w: jnp.sum(ops.conv2d(x[:, :8, :8], w, padding=1) ** 2)
   assert "dot_general" not in str(jax.make_jaxpr(jax.grad(small))(w))
 
@@ -113,3 +113,17 @@ def test_second_order_gradients_flow_through_the_rule():
   xla = jax.grad(r1)(w, lambda x, w: ops._conv2d_lax(x, w, 2, ((1, 1),
                                                               (1, 1))))
   np.testing.assert_allclose(ours, xla, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k,stride,padding", [(3, 2, 1), (3, 1, 1), (1, 2, 0)])
+def test_conv_patches_matmul_is_the_conv(k, stride, padding):
+  rng = np.random.default_rng(k * 10 + stride)
+  x = rng.standard_normal((2, 9, 8, 5)).astype(np.float32)
+  w = rng.standard_normal((k, k, 5, 3)).astype(np.float32)
+  p = ops.conv_patches(jnp.asarray(x), k, stride, padding)
+  y = np.asarray(p @ jnp.asarray(w).reshape(k * k * 5, 3), np.float64)
+  _, _, ref = _torch_grads(x, w, np.zeros_like(y),
+                           stride, padding)
+  ref = ref.transpose(0, 2, 3, 1)
+  assert y.shape == ref.shape
+  assert np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max()

@@ -46,3 +46,30 @@ def test_tiny_model_config_runs_end_to_end_with_the_generator():
   assert img.shape == (1, 32, 32, 3) and bool(jnp.all(jnp.isfinite(img)))
   img_plain = functional.synthesize(gen, ws, None, config=cfg)
   assert float(jnp.abs(img - img_plain).max()) > 1e-3  # paddings matter
+
+
+def test_shared_head_patches_equal_per_head_convs(monkeypatch):
+  """On CPU the heads of a level share one im2col (ops.conv_patches); the
+  codes and their gradients must equal the per-head convs'."""
+  from padinv_jax import ops  # pylint: disable=g-import-not-at-top
+  cfg = config_lib.tiny_model_config()
+  enc = encoder_lib.init_encoder(jax.random.key(2), cfg)
+  model = encoder_lib.build_encoder(cfg)
+  x = _images(2, seed=3)
+
+  def run():
+    loss = lambda p: jnp.sum(jnp.sin(model.apply({**enc, "params": p}, x)[0]))
+    return jax.jit(jax.value_and_grad(loss))(enc["params"])
+
+  assert ops.share_conv_patches()
+  shared_src = str(jax.make_jaxpr(lambda v: model.apply(v, x))(enc))
+  (loss_a, grad_a) = run()
+  monkeypatch.setattr(ops, "CPU_CONV_REWRITES", False)
+  assert not ops.share_conv_patches()
+  assert str(jax.make_jaxpr(lambda v: model.apply(v, x))(enc)) != shared_src
+  (loss_b, grad_b) = run()
+  np.testing.assert_allclose(loss_a, loss_b, rtol=1e-5)
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(grad_a),
+                          jax.tree_util.tree_leaves(grad_b)):
+    scale = max(1e-6, float(jnp.abs(b).max()))
+    assert float(jnp.abs(a - b).max()) <= 1e-4 * scale, path
