@@ -39,8 +39,10 @@ def conv2d(x, w, stride: int = 1, padding=0, lhs_dilation: int = 1,
            groups: int = 1, precision=None):
   """Cross-correlation like torch.nn.functional.conv2d, NHWC / HWIO.
 
-  On CPU, plain convs (groups 1, no lhs dilation) differentiate through
-  :func:`_conv2d_dot_wgrad`, whose kernel gradient is a sum of matmuls.
+  On CPU, plain convs (groups 1, no lhs dilation) of the shapes where it
+  pays (:func:`_matmul_kernel_grad_pays`) differentiate through
+  :func:`_conv2d_dot_wgrad`, whose kernel gradient is one matmul per tap;
+  values and gradients are the conv's up to float32 rounding.
 
   Args:
     x: [N, H, W, Cin].
