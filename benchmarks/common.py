@@ -51,6 +51,7 @@ import torch  # noqa: E402
 
 from padinv_jax import config as config_lib  # noqa: E402
 from padinv_jax.convert import padinv_keys  # noqa: E402
+from parity import structured_images  # noqa: E402,F401  (the tests' images)
 from torch_ref import padinv_encoder_ref as enc_ref  # noqa: E402
 from torch_ref import stylegan2_ref as gen_ref  # noqa: E402
 
@@ -298,16 +299,6 @@ def build_models(cfg, seed: int = 0):
       w_avg=sd["mapping.w_avg"].numpy())
   variables = jax.device_put({"generator": gen_vars, "encoder": enc_vars})
   return enc, sd, variables
-
-
-def test_images(n: int, size: int = 256, seed: int = 0) -> np.ndarray:
-  """[n, size, size, 3] float32 in [-1, 1] with spatial structure."""
-  rng = np.random.default_rng(seed)
-  yy, xx = np.meshgrid(np.linspace(-1, 1, size), np.linspace(-1, 1, size),
-                       indexing="ij")
-  base = np.stack([np.sin(3 * xx + yy), np.cos(2 * yy - xx), xx * yy], -1)
-  x = 0.6 * base[None] + 0.4 * rng.uniform(-1, 1, (n, size, size, 3))
-  return np.clip(x, -1, 1).astype(np.float32)
 
 
 def torch_invert_fn(enc, sd, gen_cfg):

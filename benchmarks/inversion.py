@@ -97,7 +97,7 @@ def main(argv=None):
     print(f"[{name}] weights built and converted in "
           f"{time.perf_counter() - t0:.1f}s")
     for n in map(int, args.batches.split(",")):
-      x = common.test_images(n, int(cfg.encoder.input_size), seed=n)
+      x = common.structured_images(n, int(cfg.encoder.input_size), seed=n)
       row = {"config": name, "batch": n}
       calls, meta = {}, {}
       out_j, calls["jax"], meta["jax"] = prepare_jax(cfg, variables, x,

@@ -108,7 +108,7 @@ def run(name, cfg, n, args, peak):
   enc, sd, variables = common.build_models(cfg)
   print(f"[{name}] weights built and converted in "
         f"{time.perf_counter() - t0:.1f}s", flush=True)
-  x = common.test_images(n, int(cfg.encoder.input_size), seed=n)
+  x = common.structured_images(n, int(cfg.encoder.input_size), seed=n)
   row = {"config": name, "batch": n, "gen_res": cfg.generator.resolution}
 
   step, state, frozen = jax_step_fn(cfg, variables, jnp.float32)

@@ -20,22 +20,14 @@ from padinv_jax import functional
 from padinv_jax.convert import padinv_keys
 from torch_ref import padinv_encoder_ref as ref
 
+import parity
+
 SMALL = dict(stem_channels=8, stage_channels=(8, 16, 32, 32), fpn_channels=32,
              w_dim=32, codes_per_level=(1, 2, 3), pad_layer_num=4)
 
 
 def _cfg(**kw):
   return config_lib.encoder_config(**{**SMALL, **kw})
-
-
-def _images(n=2, seed=0):
-  # Not spatially constant: smooth structure plus noise, in [-1, 1].
-  rng = np.random.default_rng(seed)
-  yy, xx = np.meshgrid(np.linspace(-1, 1, 256), np.linspace(-1, 1, 256),
-                       indexing="ij")
-  base = np.stack([np.sin(3 * xx + yy), np.cos(2 * yy - xx), xx * yy], -1)
-  x = 0.6 * base[None] + 0.4 * rng.uniform(-1, 1, (n, 256, 256, 3))
-  return np.clip(x, -1, 1).astype(np.float32)
 
 
 def _torch_model(cfg, seed=0):
@@ -89,7 +81,7 @@ def test_parity_eval_and_train_with_running_stats():
   tm = _torch_model(cfg)
   variables = _convert(tm, cfg)
   model = encoder_lib.build_encoder(cfg)
-  x = _images()
+  x = parity.structured_images(2)
 
   ws, maps = _apply_fn(model, False)(variables, x)
   ws_ref, maps_ref = _torch_forward(tm, x, train=False)
@@ -128,7 +120,7 @@ def test_e4e_codes_are_deltas_on_the_first_and_match_torch():
   psp, e4e = _cfg(), _cfg(encoder_type="e4e")
   tm = _torch_model(psp, seed=3)
   variables = _convert(tm, psp)
-  x = _images(seed=3)
+  x = parity.structured_images(2, seed=3)
   ws_psp, _ = _apply_fn(encoder_lib.build_encoder(psp), False)(variables, x)
   ws_e4e, maps = _apply_fn(encoder_lib.build_encoder(e4e), False)(variables, x)
   # Same weights: e4e's code i = head_0 + head_i (+ w_avg once).
@@ -147,7 +139,7 @@ def test_psp_mode_has_no_padding_branch_and_no_paddings():
   tm = _torch_model(cfg, seed=5)
   variables = _convert(tm, cfg)
   assert not any(k.startswith("pad_") for k in variables["params"])
-  x = _images(seed=5)
+  x = parity.structured_images(2, seed=5)
   ws, maps = _apply_fn(encoder_lib.build_encoder(cfg), False)(variables, x)
   assert maps == {}
   ws_ref, maps_ref = _torch_forward(tm, x, train=False)

@@ -13,14 +13,7 @@ from padinv_jax import config as config_lib
 from padinv_jax import encoder as encoder_lib
 from padinv_jax import functional
 
-
-def _images(n=1, seed=0):
-  rng = np.random.default_rng(seed)
-  yy, xx = np.meshgrid(np.linspace(-1, 1, 256), np.linspace(-1, 1, 256),
-                       indexing="ij")
-  base = np.stack([np.sin(3 * xx + yy), np.cos(2 * yy - xx), xx * yy], -1)
-  x = 0.6 * base[None] + 0.4 * rng.uniform(-1, 1, (n, 256, 256, 3))
-  return np.clip(x, -1, 1).astype(np.float32)
+import parity
 
 
 def test_tiny_model_config_runs_end_to_end_with_the_generator():
@@ -40,7 +33,7 @@ def test_tiny_model_config_runs_end_to_end_with_the_generator():
   assert enc["buffers"]["w_avg"].shape == (cfg.encoder.w_dim,)
   gen = functional.init_generator(jax.random.key(1), cfg)
   model = encoder_lib.build_encoder(cfg)
-  ws, maps = jax.jit(model.apply)(enc, _images(1))
+  ws, maps = jax.jit(model.apply)(enc, parity.structured_images(1))
   assert ws.shape == (1, 18, 32)
   img = functional.synthesize(gen, ws, maps, config=cfg)
   assert img.shape == (1, 32, 32, 3) and bool(jnp.all(jnp.isfinite(img)))
@@ -55,7 +48,7 @@ def test_shared_head_patches_equal_per_head_convs(monkeypatch):
   cfg = config_lib.tiny_model_config()
   enc = encoder_lib.init_encoder(jax.random.key(2), cfg)
   model = encoder_lib.build_encoder(cfg)
-  x = _images(2, seed=3)
+  x = parity.structured_images(2, seed=3)
 
   def run():
     loss = lambda p: jnp.sum(jnp.sin(model.apply({**enc, "params": p}, x)[0]))
