@@ -143,10 +143,12 @@ class Encoder(nn.Module):
 
     codes = []
     for level, count in enumerate(self.codes_per_level):
-      # The heads of a level read the same map: on CPU their first convs
-      # share one patch extraction (see ops.share_conv_patches).
+      # The heads of a level read the same map: on XLA:CPU their first
+      # convs ran 1.4-1.7x faster as one patch extraction plus a matmul per
+      # head than as separate convs (benchmarks/RESULTS.md); a single conv
+      # does not gain, other backends keep their convs.
       patches = None
-      if count > 1 and feats[level].shape[1] > 1 and ops.share_conv_patches():
+      if count > 1 and feats[level].shape[1] > 1 and ops.cpu_conv_rewrites():
         patches = ops.conv_patches(feats[level], 3, stride=2, padding=1)
       for _ in range(count):
         j = len(codes)

@@ -23,9 +23,14 @@ _DN = ("NHWC", "HWIO", "NHWC")
 
 # Whether the XLA:CPU conv rewrites are used: conv2d's matmul kernel
 # gradient (_conv2d_dot_wgrad) and the shared im2col of the encoder heads
-# (share_conv_patches). Read when a function is traced; False = XLA's own
+# (conv_patches). Read when a function is traced; False = XLA's own
 # convs everywhere. Other backends never use them.
 CPU_CONV_REWRITES = True
+
+
+def cpu_conv_rewrites() -> bool:
+  """Whether the CPU conv rewrites apply to what is being traced now."""
+  return CPU_CONV_REWRITES and jax.default_backend() == "cpu"
 
 
 def fir_filter(taps: Sequence[float] = (1, 3, 3, 1)) -> np.ndarray:
@@ -56,9 +61,8 @@ def conv2d(x, w, stride: int = 1, padding=0, lhs_dilation: int = 1,
   if isinstance(padding, int):
     padding = ((padding, padding), (padding, padding))
   padding = tuple(tuple(int(v) for v in p) for p in padding)
-  if (CPU_CONV_REWRITES and groups == 1 and lhs_dilation == 1 and
-      jax.default_backend() == "cpu" and _matmul_kernel_grad_pays(
-          x.shape, w.shape, stride, padding)):
+  if (groups == 1 and lhs_dilation == 1 and cpu_conv_rewrites() and
+      _matmul_kernel_grad_pays(x.shape, w.shape, stride, padding)):
     return _conv2d_dot_wgrad(x, w.astype(x.dtype), stride, padding, precision)
   return _conv2d_lax(x, w, stride, padding, lhs_dilation, groups, precision)
 
@@ -143,17 +147,6 @@ def _kernel_grad(x, dy, kernel_hw, stride, padding, precision=None):
       taps.append(jax.lax.dot_general(dy, xs, (((0,), (0,)), ((), ())),
                                       precision=precision))  # [Cout, Cin]
   return jnp.stack(taps).reshape(kh, kw, cout, cin).transpose(0, 1, 3, 2)
-
-
-def share_conv_patches() -> bool:
-  """Whether convs that read one input should share its im2col patches.
-
-  On XLA:CPU, the 11 Map2Style heads of the 64x64 level ran their first
-  convs 1.4-1.7x faster as one patch extraction plus 11 matmuls than as 11
-  convs (benchmarks/RESULTS.md); a single conv does not gain. Other
-  backends keep their convs.
-  """
-  return CPU_CONV_REWRITES and jax.default_backend() == "cpu"
 
 
 def conv_patches(x, kernel_size: int, stride: int = 1, padding: int = 0):

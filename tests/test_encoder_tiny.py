@@ -54,11 +54,11 @@ def test_shared_head_patches_equal_per_head_convs(monkeypatch):
     loss = lambda p: jnp.sum(jnp.sin(model.apply({**enc, "params": p}, x)[0]))
     return jax.jit(jax.value_and_grad(loss))(enc["params"])
 
-  assert ops.share_conv_patches()
+  assert ops.cpu_conv_rewrites()
   shared_src = str(jax.make_jaxpr(lambda v: model.apply(v, x))(enc))
   (loss_a, grad_a) = run()
   monkeypatch.setattr(ops, "CPU_CONV_REWRITES", False)
-  assert not ops.share_conv_patches()
+  assert not ops.cpu_conv_rewrites()
   assert str(jax.make_jaxpr(lambda v: model.apply(v, x))(enc)) != shared_src
   (loss_b, grad_b) = run()
   np.testing.assert_allclose(loss_a, loss_b, rtol=1e-5)
