@@ -49,7 +49,7 @@ import jax.numpy as jnp  # noqa: E402
 import psutil  # noqa: E402
 import torch  # noqa: E402
 
-from padinv_jax import config as config_lib  # noqa: E402
+from padinv_jax.models import config as config_lib  # noqa: E402
 from padinv_jax.convert import padinv_keys  # noqa: E402
 from parity import structured_images  # noqa: E402,F401  (the tests' images)
 from torch_ref import padinv_encoder_ref as enc_ref  # noqa: E402

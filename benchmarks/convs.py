@@ -28,7 +28,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from padinv_jax import ops  # noqa: E402
+from padinv_jax.models import ops  # noqa: E402
 
 # (input side, in channels, out channels, stride, where in the encoder)
 SHAPES = [

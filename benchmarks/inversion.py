@@ -31,8 +31,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from padinv_jax import inversion  # noqa: E402
-from padinv_jax import functional  # noqa: E402
+from padinv_jax.inversion import core as inversion  # noqa: E402
+from padinv_jax.models import functional  # noqa: E402
 
 CONFIGS = {"full1024": (1024, False), "full256": (256, False),
            "tiny": (32, True)}

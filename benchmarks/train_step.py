@@ -7,7 +7,7 @@ average-pooled to 256 px, loss = 1.0 * MSE + 0.003 * W-norm (mean over the
 batch of ||W+ - w_avg||_F), backward into the encoder only, gradients
 NaN -> 0 and clamped to +-1e5 (the original's treatment), Adam(1e-4).
 No LPIPS / ID / adversarial terms (their networks are not part of this
-comparison). The JAX step is padinv_jax.train_lib.train_step, the one the
+comparison). The JAX step is padinv_jax.training.train_lib.train_step, the one the
 trainer jits, with its state donated.
 
   python benchmarks/train_step.py                       # tiny + ffhq-shaped
@@ -34,9 +34,9 @@ import ml_collections  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from padinv_jax import config as config_lib  # noqa: E402
-from padinv_jax import encoder as encoder_lib  # noqa: E402
-from padinv_jax import train_lib  # noqa: E402
+from padinv_jax.models import config as config_lib  # noqa: E402
+from padinv_jax.models import encoder as encoder_lib  # noqa: E402
+from padinv_jax.training import train_lib  # noqa: E402
 from torch_ref import stylegan2_ref as gen_ref  # noqa: E402
 
 MSE, WNORM, LR, CLAMP = 1.0, 0.003, 1e-4, 1e5
@@ -54,7 +54,7 @@ def train_config():
 
 
 def jax_step_fn(cfg, variables, dtype):
-  """(jitted step, initial state, frozen) over padinv_jax.train_lib."""
+  """(jitted step, initial state, frozen) over padinv_jax.training.train_lib."""
   tcfg = train_config()
   tx = train_lib.make_optimizer(tcfg.optim)
   encoder = encoder_lib.build_encoder(cfg.encoder)

@@ -19,8 +19,8 @@ Expected runtime: days on 8 GPUs (the original: about 2 days on 8 V100s).
 
 import ml_collections
 
-from padinv_jax import config as model_lib
-from padinv_jax import data as data_lib
+from padinv_jax.models import config as model_lib
+from padinv_jax.data import pipeline as data_lib
 
 
 def get_config():
@@ -34,7 +34,7 @@ def get_config():
   c.init_encoder_from_arcface = ml_collections.FieldReference(None,
                                                               field_type=str)
 
-  # Input (padinv_jax.data): a TFDS dataset prepared from an image folder
+  # Input (padinv_jax.data.pipeline): a TFDS dataset prepared from an image folder
   # or zip with `python -m padinv_jax.data --name ffhq --train DIR_OR_ZIP`.
   c.data = data_lib.default_data_config()
   c.data.dataset = "padinv_images/ffhq"

@@ -11,7 +11,7 @@ quality of a real PadInv encoder.
 """
 
 from configs import ffhq1024
-from padinv_jax import config as model_lib
+from padinv_jax.models import config as model_lib
 
 
 def get_config():

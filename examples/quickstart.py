@@ -1,7 +1,7 @@
 # %% [markdown]
 # # padinv_jax quickstart: inversion, blending, interpolation and editing
 #
-# Every step is a pure function of arrays (``padinv_jax.apps``,
+# Every step is a pure function of arrays (``padinv_jax.inversion.apps``,
 # ``padinv_jax.invert`` / ``synthesize``), so it composes with ``jax.jit``.
 # Run it as a script or cell by cell (VS Code / Jupytext ``# %%`` cells):
 #
@@ -21,11 +21,11 @@ import sys
 import jax
 import numpy as np
 
-from padinv_jax import apps
-from padinv_jax import config as config_lib
-from padinv_jax import functional
-from padinv_jax import images_io
-from padinv_jax import model_dir
+from padinv_jax.inversion import apps
+from padinv_jax.models import config as config_lib
+from padinv_jax.models import functional
+from padinv_jax.data import images_io
+from padinv_jax.storage import model_dir
 
 parser = argparse.ArgumentParser(description="padinv_jax quickstart")
 parser.add_argument("--model", help="model directory (default: build a tiny "
@@ -43,7 +43,7 @@ os.makedirs(args.out, exist_ok=True)
 
 # %%
 if args.model is None:
-  from padinv_jax import encoder as encoder_lib
+  from padinv_jax.models import encoder as encoder_lib
   cfg = config_lib.tiny_model_config(resolution=32)
   params = {
       "generator": functional.init_generator(jax.random.key(0), cfg),
@@ -60,7 +60,7 @@ print(model)
 # %%
 size = int(cfg.encoder.input_size)
 if args.images:
-  from padinv_jax import cli_io
+  from padinv_jax.cli import files as cli_io
   files = cli_io.collect_images([args.images])[:4]
   images = cli_io.read_images(files, size)
 else:

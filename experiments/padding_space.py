@@ -9,16 +9,16 @@ StyleGAN2, no download) in two ways, at equal budget:
   (a) optimisation: Adam on the codes for K steps from the same start (the
       generator's w_avg and its own constants, i.e. plain StyleGAN2's image
       at w_avg), moving W+ only, or W+ and the padding maps
-      (padinv_jax.refinement.refine with optimize="w" / "both");
+      (padinv_jax.inversion.refinement.refine with optimize="w" / "both");
   (b) encoders: the tiny config trained twice with
-      padinv_jax.trainer.train_and_evaluate, use_padding_space True / False,
+      padinv_jax.training.trainer.train_and_evaluate, use_padding_space True / False,
       same steps, seed and data; then the same encoders followed by K steps
       of refinement (what `padinv invert --refine K` does).
 
 Test images are new generator samples (seed differs from training):
 "plain" (in range: exactly what the generator makes from one w),
 "shift" (translated by up to 1/8 of the side) and "crop" (a 50-85 % crop
-resized back up), made by padinv_jax.demo_data. Metrics are computed at the
+resized back up), made by padinv_jax.data.demo_data. Metrics are computed at the
 generator's resolution (the encoder's input average-pooled down, as the
 training loss does): MSE in [-1, 1] units, PSNR and SSIM. LPIPS is left out:
 only random-weight LPIPS exists offline, and its numbers would mean nothing.
@@ -48,17 +48,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 
 from configs import tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
-from padinv_jax import apps  # pylint: disable=wrong-import-position
-from padinv_jax import demo_data  # pylint: disable=wrong-import-position
-from padinv_jax import encoder as encoder_lib  # pylint: disable=wrong-import-position
-from padinv_jax import functional  # pylint: disable=wrong-import-position
-from padinv_jax import images_io  # pylint: disable=wrong-import-position
-from padinv_jax import inversion  # pylint: disable=wrong-import-position
-from padinv_jax import metrics  # pylint: disable=wrong-import-position
-from padinv_jax import model_dir  # pylint: disable=wrong-import-position
-from padinv_jax import refinement  # pylint: disable=wrong-import-position
-from padinv_jax import trainer  # pylint: disable=wrong-import-position
-from padinv_jax.config import model_config  # pylint: disable=wrong-import-position
+from padinv_jax.inversion import apps  # pylint: disable=wrong-import-position
+from padinv_jax.data import demo_data  # pylint: disable=wrong-import-position
+from padinv_jax.models import encoder as encoder_lib  # pylint: disable=wrong-import-position
+from padinv_jax.models import functional  # pylint: disable=wrong-import-position
+from padinv_jax.data import images_io  # pylint: disable=wrong-import-position
+from padinv_jax.inversion import core as inversion  # pylint: disable=wrong-import-position
+from padinv_jax.evaluation import metrics  # pylint: disable=wrong-import-position
+from padinv_jax.storage import model_dir  # pylint: disable=wrong-import-position
+from padinv_jax.inversion import refinement  # pylint: disable=wrong-import-position
+from padinv_jax.training import trainer  # pylint: disable=wrong-import-position
+from padinv_jax.models.config import model_config  # pylint: disable=wrong-import-position
 
 KINDS = ("plain", "shift", "crop")
 SPACES = {"W+": "w", "W+ & padding": "both"}

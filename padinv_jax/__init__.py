@@ -1,7 +1,7 @@
 """padinv_jax: PadInv (GAN inversion with padding space) in JAX/Flax.
 
 Public API (pure functions unless noted):
-  mapping, synthesize            the generator (padinv_jax.functional)
+  mapping, synthesize            the generator (padinv_jax.models.functional)
   invert, reconstruct            the encoder, then the generator
   refine                         Adam on (ws, paddings) from the encoder's codes
   load, save_model               model directories (load returns PadInvModel)
@@ -10,14 +10,14 @@ Public API (pure functions unless noted):
   model_config, tiny_model_config
 """
 
-from padinv_jax import apps
-from padinv_jax.apps import load_codes, save_codes
-from padinv_jax.config import model_config, tiny_model_config
-from padinv_jax.encoder import init_encoder
-from padinv_jax.functional import init_generator, mapping, synthesize
-from padinv_jax.inversion import invert, prepare_images, reconstruct
-from padinv_jax.model_dir import PadInvModel, load, save_model
-from padinv_jax.refinement import refine
+from padinv_jax.inversion import apps
+from padinv_jax.inversion.apps import load_codes, save_codes
+from padinv_jax.models.config import model_config, tiny_model_config
+from padinv_jax.models.encoder import init_encoder
+from padinv_jax.models.functional import init_generator, mapping, synthesize
+from padinv_jax.inversion.core import invert, prepare_images, reconstruct
+from padinv_jax.storage.model_dir import PadInvModel, load, save_model
+from padinv_jax.inversion.refinement import refine
 
 __all__ = ["mapping", "synthesize", "invert", "reconstruct", "prepare_images",
            "refine", "apps", "save_codes", "load_codes",

@@ -15,8 +15,8 @@ import os
 import jax
 import numpy as np
 
-from padinv_jax import config as config_lib
-from padinv_jax import model_dir
+from padinv_jax.models import config as config_lib
+from padinv_jax.storage import model_dir
 
 
 def tiny_config(resolution: int = 32, input_size: int = 64):
@@ -101,7 +101,7 @@ def random_image(size: int, seed: int) -> np.ndarray:
 
 def save_random_part(path: str, part: str, config: dict, seed: int = 0):
   """A random LPIPS / ArcFace part directory (as padinv-convert writes)."""
-  from padinv_jax import part_dir  # pylint: disable=g-import-not-at-top
+  from padinv_jax.storage import part_dir  # pylint: disable=g-import-not-at-top
   rng = np.random.RandomState(seed)
   shapes = part_dir.expected_shapes(part, config)
   flat, treedef = jax.tree_util.tree_flatten_with_path(shapes)

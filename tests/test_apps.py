@@ -1,4 +1,4 @@
-"""The application functions (padinv_jax.apps) on a tiny random model.
+"""The application functions (padinv_jax.inversion.apps) on a tiny random model.
 
 Each test checks the defining property of one operation: what it must equal
 (the reconstructions, the plain generator, the unedited codes) and what it
@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from padinv_jax import apps
-from padinv_jax import functional
-from padinv_jax import inversion
+from padinv_jax.inversion import apps
+from padinv_jax.models import functional
+from padinv_jax.inversion import core as inversion
 
 import apps_testlib
 

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from padinv_jax import apps
-from padinv_jax import cli
-from padinv_jax import functional
-from padinv_jax import images_io
-from padinv_jax import inversion
+from padinv_jax.inversion import apps
+from padinv_jax.cli import main as cli
+from padinv_jax.models import functional
+from padinv_jax.data import images_io
+from padinv_jax.inversion import core as inversion
 
 import apps_testlib
 
@@ -208,7 +208,7 @@ def test_evaluate(env, inverted, capsys):
 
 
 def test_evaluate_from_tfds_equals_the_folder(env, capsys, tmp_path):
-  from padinv_jax import data as data_lib
+  from padinv_jax.data import pipeline as data_lib
   data_lib.prepare_image_dataset("clitest", train=str(env["imgs"]),
                                  test=str(env["imgs"]),
                                  data_dir=str(tmp_path / "tfds"),

@@ -11,11 +11,11 @@ import json
 import numpy as np
 from PIL import Image
 
-from padinv_jax import apps
-from padinv_jax import cli
-from padinv_jax import functional
-from padinv_jax import images_io
-from padinv_jax import inversion
+from padinv_jax.inversion import apps
+from padinv_jax.cli import main as cli
+from padinv_jax.models import functional
+from padinv_jax.data import images_io
+from padinv_jax.inversion import core as inversion
 from padinv_jax.losses import arcface
 from padinv_jax.losses import lpips
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from padinv_jax import ops
+from padinv_jax.models import ops
 
 CASES = [  # (n, h, w, cin, cout, k, stride, padding)
     (2, 9, 9, 5, 7, 3, 1, 1),

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from padinv_jax import config as config_lib
-from padinv_jax import model_dir
-from padinv_jax import part_dir
-from padinv_jax import discriminator as d_lib
+from padinv_jax.models import config as config_lib
+from padinv_jax.storage import model_dir
+from padinv_jax.storage import part_dir
+from padinv_jax.models import discriminator as d_lib
 from padinv_jax.convert import main as convert_main
 from torch_ref import discriminator_ref
 from torch_ref import padinv_encoder_ref as enc_ref

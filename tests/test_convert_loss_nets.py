@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from padinv_jax import part_dir
+from padinv_jax.storage import part_dir
 from padinv_jax.convert import main as convert_main
 from padinv_jax.losses import arcface
 from padinv_jax.losses import lpips

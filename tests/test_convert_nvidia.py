@@ -15,9 +15,9 @@ import pytest
 import torch
 
 import padinv_jax
-from padinv_jax import discriminator as d_lib
-from padinv_jax import model_dir
-from padinv_jax import part_dir
+from padinv_jax.models import discriminator as d_lib
+from padinv_jax.storage import model_dir
+from padinv_jax.storage import part_dir
 from padinv_jax.convert import main as convert_main
 from torch_ref import discriminator_ref
 from torch_ref import nvidia_persistence
@@ -229,4 +229,4 @@ def test_overwrite_replaces_a_model_dir(tmp_path, golden_dir):
   assert convert_main.run([src, str(dst)]) == 0
   assert convert_main.run([src, str(dst)]) == 2
   assert convert_main.run([src, str(dst), "--overwrite"]) == 0
-  assert padinv_jax.model_dir.load(str(dst)).config.generator.resolution == 32
+  assert padinv_jax.storage.model_dir.load(str(dst)).config.generator.resolution == 32

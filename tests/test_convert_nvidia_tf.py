@@ -19,7 +19,7 @@ import sys
 import numpy as np
 import torch
 
-from padinv_jax import model_dir
+from padinv_jax.storage import model_dir
 from padinv_jax.convert import main as convert_main
 from torch_ref import stylegan2_ref as ref
 from parity import assert_close

@@ -21,8 +21,8 @@ import pytest
 import torch
 
 import padinv_jax
-from padinv_jax import inversion
-from padinv_jax import model_dir
+from padinv_jax.inversion import core as inversion
+from padinv_jax.storage import model_dir
 from padinv_jax.convert import main as convert_main
 from parity import assert_close
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from padinv_jax import model_dir
+from padinv_jax.storage import model_dir
 from padinv_jax.convert import main as convert_main
 from torch_ref import padinv_encoder_ref as enc_ref
 from torch_ref import rosinality_ref

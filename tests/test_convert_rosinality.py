@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from padinv_jax import model_dir
+from padinv_jax.storage import model_dir
 from padinv_jax.convert import main as convert_main
 from torch_ref import rosinality_ref as ref
 from parity import assert_close

@@ -16,8 +16,8 @@ import jax
 import numpy as np
 import torch
 
-from padinv_jax import model_dir
-from padinv_jax import part_dir
+from padinv_jax.storage import model_dir
+from padinv_jax.storage import part_dir
 from padinv_jax.convert import main as convert_main
 from torch_ref import arcface_ref
 from torch_ref import lpips_ref

@@ -14,8 +14,8 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from padinv_jax import data
-from padinv_jax import preprocess
+from padinv_jax.data import pipeline as data
+from padinv_jax.data import preprocess
 
 
 # -- independent references ----------------------------------------------------
@@ -393,9 +393,9 @@ def test_prefetch_to_mesh_shards_on_data_axis():
 
 
 def test_demo_dataset_from_generator():
-  from padinv_jax import config as config_lib
-  from padinv_jax import demo_data
-  from padinv_jax import functional
+  from padinv_jax.models import config as config_lib
+  from padinv_jax.data import demo_data
+  from padinv_jax.models import functional
   cfg = config_lib.tiny_model_config(resolution=16, with_encoder=False)
   g = jax.jit(lambda k: functional.init_generator(k, cfg))(jax.random.PRNGKey(0))
   images, kinds = demo_data.make_demo_dataset(g, cfg, 10, seed=4,

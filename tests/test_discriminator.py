@@ -8,7 +8,7 @@ import pytest
 import torch
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from padinv_jax import discriminator as d_lib
+from padinv_jax.models import discriminator as d_lib
 from padinv_jax.convert import d_keys
 from torch_ref import discriminator_ref as ref
 

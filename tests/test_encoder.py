@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from padinv_jax import config as config_lib
-from padinv_jax import encoder as encoder_lib
-from padinv_jax import functional
+from padinv_jax.models import config as config_lib
+from padinv_jax.models import encoder as encoder_lib
+from padinv_jax.models import functional
 from padinv_jax.convert import padinv_keys
 from torch_ref import padinv_encoder_ref as ref
 
@@ -218,7 +218,7 @@ def test_full_size_parameter_count():
     return p
 
   body = 0
-  for stage in __import__("padinv_jax.irse").irse.unit_specs(50):
+  for stage in __import__("padinv_jax.models.irse").models.irse.unit_specs(50):
     body += sum(unit(s.in_channels, s.out_channels) for s in stage)
   stem = 27 * 64 + 3 * 64
   fpn = 128 * 512 + 512 + 256 * 512 + 512
@@ -247,7 +247,7 @@ def test_depths_100_and_152_have_the_original_unit_counts():
 def test_batch_statistics_cover_the_global_batch_across_devices():
   """SyncBN: sharded jit and pmap(axis_name) give the single-device update."""
   from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-  from padinv_jax import irse
+  from padinv_jax.models import irse
   n_dev = jax.device_count()
   assert n_dev == 8  # conftest fakes 8 CPU devices
   unit = irse.IRSEUnit(16, stride=2)

@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from padinv_jax import config as config_lib
-from padinv_jax import encoder as encoder_lib
-from padinv_jax import functional
+from padinv_jax.models import config as config_lib
+from padinv_jax.models import encoder as encoder_lib
+from padinv_jax.models import functional
 
 import parity
 
@@ -44,7 +44,7 @@ def test_tiny_model_config_runs_end_to_end_with_the_generator():
 def test_shared_head_patches_equal_per_head_convs(monkeypatch):
   """On CPU the heads of a level share one im2col (ops.conv_patches); the
   codes and their gradients must equal the per-head convs'."""
-  from padinv_jax import ops  # pylint: disable=g-import-not-at-top
+  from padinv_jax.models import ops  # pylint: disable=g-import-not-at-top
   cfg = config_lib.tiny_model_config()
   enc = encoder_lib.init_encoder(jax.random.key(2), cfg)
   model = encoder_lib.build_encoder(cfg)

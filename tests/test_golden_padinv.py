@@ -20,9 +20,9 @@ import jax
 import numpy as np
 import pytest
 
-from padinv_jax import config as config_lib
-from padinv_jax import encoder as encoder_lib
-from padinv_jax import functional
+from padinv_jax.models import config as config_lib
+from padinv_jax.models import encoder as encoder_lib
+from padinv_jax.models import functional
 from padinv_jax.convert import padinv_keys
 
 PAD_KEYS = ("const", "layer0", "layer2", "layer4", "layer6")

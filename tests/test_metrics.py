@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from padinv_jax import metrics
+from padinv_jax.evaluation import metrics
 
 
 def _pair(seed, shape=(3, 40, 36, 3)):

@@ -15,11 +15,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from padinv_jax import array_store
-from padinv_jax import config as config_lib
-from padinv_jax import functional
-from padinv_jax import inversion
-from padinv_jax import model_dir
+from padinv_jax.storage import array_store
+from padinv_jax.models import config as config_lib
+from padinv_jax.models import functional
+from padinv_jax.inversion import core as inversion
+from padinv_jax.storage import model_dir
 
 # A 64 px encoder input keeps the IR-SE-50 body cheap to run; the 32 px
 # generator needs no downsampling, the 512 px one below exercises it.

@@ -1,4 +1,4 @@
-"""Optimisation-based refinement (padinv_jax.refinement) and `padinv invert --refine`.
+"""Optimisation-based refinement (padinv_jax.inversion.refinement) and `padinv invert --refine`.
 
 A tiny random model (tests/apps_testlib.py) and random LPIPS weights: the
 tests check what the optimiser does to the codes, not image quality.
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from padinv_jax import apps
-from padinv_jax import cli
-from padinv_jax import inversion
-from padinv_jax import refinement as refine_lib
+from padinv_jax.inversion import apps
+from padinv_jax.cli import main as cli
+from padinv_jax.inversion import core as inversion
+from padinv_jax.inversion import refinement as refine_lib
 from padinv_jax.losses import lpips
 
 import apps_testlib

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from padinv_jax import resize
+from padinv_jax.models import resize
 
 SIZES = [((32, 32), (34, 34)), ((16, 16), (32, 32)), ((16, 16), (34, 34)),
          ((32, 32), (18, 18)), ((17, 9), (5, 23)), ((8, 8), (1, 3)),

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from padinv_jax import config as config_lib
-from padinv_jax import functional
-from padinv_jax import ops
-from padinv_jax import stylegan2
+from padinv_jax.models import config as config_lib
+from padinv_jax.models import functional
+from padinv_jax.models import ops
+from padinv_jax.models import stylegan2
 from torch_ref import nvidia_pickle
 from torch_ref import stylegan2_ref as ref
 

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from padinv_jax import config as config_lib
-from padinv_jax import trainer
+from padinv_jax.models import config as config_lib
+from padinv_jax.training import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)

@@ -9,11 +9,12 @@ import ml_collections
 import numpy as np
 import pytest
 
-from padinv_jax import config as config_lib
-from padinv_jax import encoder as encoder_lib
-from padinv_jax import part_dir
-from padinv_jax import train_lib
-from padinv_jax import trainer
+from padinv_jax.models import config as config_lib
+from padinv_jax.models import encoder as encoder_lib
+from padinv_jax.storage import part_dir
+from padinv_jax.evaluation import metrics
+from padinv_jax.training import train_lib
+from padinv_jax.training import trainer
 from padinv_jax.losses import arcface as arcface_lib
 
 
@@ -101,12 +102,12 @@ def test_match_resolution_reduces_large_outputs_and_small_inputs():
   x256 = jnp.arange(2 * 256 * 256 * 3, dtype=jnp.float32).reshape(
       2, 256, 256, 3)
   big = jnp.repeat(jnp.repeat(x256, 4, 1), 4, 2)
-  a, b = train_lib.match_resolution(big, x256, "avgpool")
+  a, b = metrics.match_resolution(big, x256, "avgpool")
   np.testing.assert_allclose(a, x256)
-  a, b = train_lib.match_resolution(big, x256, "nearest")
+  a, b = metrics.match_resolution(big, x256, "nearest")
   np.testing.assert_array_equal(a, x256)
   small = x256[:, ::8, ::8]
-  a, b = train_lib.match_resolution(small, x256)
+  a, b = metrics.match_resolution(small, x256)
   assert a.shape == b.shape == (2, 32, 32, 3)
   np.testing.assert_allclose(
       b, x256.reshape(2, 32, 8, 32, 8, 3).mean(axis=(2, 4)), rtol=1e-6)

@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from padinv_jax import ops
-from padinv_jax import stylegan2
+from padinv_jax.models import ops
+from padinv_jax.models import stylegan2
 from torch_ref import stylegan2_ref as ref
 
 

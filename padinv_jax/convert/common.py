@@ -205,7 +205,7 @@ class Converted:
 
 def generator_model_config(gen_cfg):
   """A generator-only ModelConfig around a converted generator config."""
-  from padinv_jax import config as config_lib  # pylint: disable=import-outside-toplevel
+  from padinv_jax.models import config as config_lib  # pylint: disable=import-outside-toplevel
   cfg = config_lib.model_config(with_encoder=False)
   cfg.generator = gen_cfg
   return cfg

@@ -20,8 +20,8 @@ from typing import Mapping
 import jax
 import numpy as np
 
-from padinv_jax import discriminator as d_lib
-from padinv_jax import ops
+from padinv_jax.models import discriminator as d_lib
+from padinv_jax.models import ops
 from padinv_jax.convert.loss_keys import (check_against, chw_dense_to_hwc,
                                           flatten_tree, oihw_to_hwio,
                                           unflatten_tree)
@@ -47,7 +47,7 @@ def discriminator_from_nvidia(sd: Mapping, d_cfg) -> dict:
       mbstd channels); a config with a .discriminator part is accepted.
 
   Returns:
-    {"params": ...} for padinv_jax.discriminator.
+    {"params": ...} for padinv_jax.models.discriminator.
   """
   d_cfg = d_lib.disc_part(d_cfg)
   bad = sorted(k for k in sd if k.startswith(("mapping.", "b4.fromrgb")))
@@ -138,7 +138,7 @@ def discriminator_from_hammer(sd: Mapping, d_cfg) -> dict:
       mbstd_channels the minibatch-stddev settings).
 
   Returns:
-    {"params": ...} for padinv_jax.discriminator.
+    {"params": ...} for padinv_jax.models.discriminator.
   """
   d_cfg = d_lib.disc_part(d_cfg)
   return discriminator_from_nvidia(

@@ -14,8 +14,8 @@ from typing import Optional
 
 import jax
 
-from padinv_jax import config as config_lib
-from padinv_jax import functional
+from padinv_jax.models import config as config_lib
+from padinv_jax.models import functional
 
 
 def target_shapes(gen_cfg) -> dict:

@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from padinv_jax import config as config_lib
+from padinv_jax.models import config as config_lib
 from padinv_jax.convert import common
 from padinv_jax.convert import generator_target as gt
 from padinv_jax.convert.errors import ConvertError
@@ -216,14 +216,14 @@ def encoder_config(sd: dict, kw: dict, what: str):
 
 
 def config_lib_units():
-  from padinv_jax import irse  # pylint: disable=import-outside-toplevel
+  from padinv_jax.models import irse  # pylint: disable=import-outside-toplevel
   return dict(irse.UNIT_COUNTS)
 
 
 # ----------------------------------------------------------------- convert
 
 def _discriminator(obj, models):
-  from padinv_jax import discriminator as d_lib  # pylint: disable=import-outside-toplevel
+  from padinv_jax.models import discriminator as d_lib  # pylint: disable=import-outside-toplevel
   from padinv_jax.convert import d_keys  # pylint: disable=import-outside-toplevel
   sd = common.as_state_dict(models["discriminator"], "models.discriminator")
   kw = _kwargs(obj, "discriminator")

@@ -6,7 +6,7 @@
   LPIPS: a torchvision AlexNet / VGG16 state dict (features.{i}) plus the
     lpips linear layers (lin{k}.model.1.weight), given as TRUNK+LIN, or one
     whole lpips.LPIPS state dict (net.slice*, lin*).
-Both are written as part directories (padinv_jax.part_dir) that the training
+Both are written as part directories (padinv_jax.storage.part_dir) that the training
 config points at. Key mappings: loss_keys (shared with the loss modules).
 """
 
@@ -54,7 +54,7 @@ def detect(obj) -> Optional[str]:
 def convert_arcface(obj) -> common.Converted:
   """model_ir_se50.pth -> an "arcface" part."""
   # pylint: disable=import-outside-toplevel
-  from padinv_jax import irse
+  from padinv_jax.models import irse
   from padinv_jax.convert import loss_keys
   from padinv_jax.losses import arcface
   sd = _as_sd(obj)

@@ -21,7 +21,7 @@ from typing import Iterable, Mapping
 import jax
 import numpy as np
 
-from padinv_jax import irse
+from padinv_jax.models import irse
 
 
 def oihw_to_hwio(w: np.ndarray) -> np.ndarray:

@@ -106,10 +106,10 @@ def write(result: common.Converted, dst: str, overwrite: bool) -> str:
   """Write a conversion result to DST (a model or loss-network directory)."""
   # pylint: disable=import-outside-toplevel
   if result.kind == "model":
-    from padinv_jax import model_dir
+    from padinv_jax.storage import model_dir
     return model_dir.save_model(dst, result.config, result.params,
                                 overwrite=overwrite)
-  from padinv_jax import part_dir
+  from padinv_jax.storage import part_dir
   return part_dir.save_part(dst, result.kind, result.config, result.params,
                             overwrite=overwrite)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from padinv_jax import config as config_lib
+from padinv_jax.models import config as config_lib
 from padinv_jax.convert import common
 from padinv_jax.convert import generator_target as gt
 from padinv_jax.convert import nvidia_tf
@@ -134,7 +134,7 @@ def convert_generator(sd: dict, cfg_fields: dict, what: str):
 def convert_discriminator(net, entry: str) -> common.Converted:
   """An NVIDIA D -> a "discriminator" part directory (for training)."""
   # pylint: disable=import-outside-toplevel
-  from padinv_jax import discriminator as d_lib
+  from padinv_jax.models import discriminator as d_lib
   from padinv_jax.convert import d_keys
   sd = safe_pickle.module_state_dict(net)
   kw = safe_pickle.init_kwargs(net)

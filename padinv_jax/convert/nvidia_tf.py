@@ -23,7 +23,7 @@ from typing import Optional
 
 import numpy as np
 
-from padinv_jax import config as config_lib
+from padinv_jax.models import config as config_lib
 from padinv_jax.convert import common
 from padinv_jax.convert import generator_target as gt
 from padinv_jax.convert import safe_pickle

@@ -143,7 +143,7 @@ def encoder_from_official(state_dict: Mapping[str, np.ndarray], enc_cfg,
   Raises:
     MismatchError listing every missing, unexpected and mis-shaped key.
   """
-  from padinv_jax import encoder as encoder_lib  # models sit above convert
+  from padinv_jax.models import encoder as encoder_lib  # models sit above convert
   shapes = encoder_lib.encoder_shapes(enc_cfg)
   sd = dict(state_dict)
   if w_avg is None:
@@ -210,7 +210,7 @@ def generator_from_hammer(state_dict: Mapping[str, np.ndarray],
     MismatchError for missing / unexpected / mis-shaped keys, or FIR filter
     buffers other than outer([1, 3, 3, 1]) / 64.
   """
-  from padinv_jax import functional  # models sit above convert
+  from padinv_jax.models import functional  # models sit above convert
   shapes = jax.eval_shape(lambda r: functional.init_generator(r, gen_cfg),
                           jax.random.key(0))
   sd = dict(state_dict)

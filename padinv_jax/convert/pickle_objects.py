@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import datetime as _dt
-import io
 import pathlib
 import re
 from typing import Any
@@ -254,14 +253,15 @@ def _rebuild_device_tensor_from_numpy(data, dtype, device, requires_grad):
 
 
 def _load_from_bytes(data):
-  # Pickled storages (NVIDIA pickles) are a whole legacy torch file each.
-  from padinv_jax.convert import torch_files  # pylint: disable=import-outside-toplevel
-  if not isinstance(data, (bytes, bytearray)):
-    raise CorruptFileError("torch.storage._load_from_bytes without bytes")
-  obj = torch_files.read_legacy(io.BytesIO(bytes(data)), "embedded storage")
-  if not isinstance(obj, Storage):
-    raise CorruptFileError("an embedded storage that is not a storage")
-  return obj
+  """torch.storage._load_from_bytes: a marker the unpickler intercepts.
+
+  Pickled storages (NVIDIA pickles) are a whole legacy torch file each; the
+  unpickler hands them to the reader its caller gave it (torch_files), so
+  this table never imports the container code that imports it.
+  """
+  del data
+  raise CorruptFileError("an embedded torch storage where none is expected "
+                         "(only torch files and NVIDIA pickles hold them)")
 
 
 def _torch_device(*args):

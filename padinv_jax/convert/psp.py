@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from padinv_jax import config as config_lib
+from padinv_jax.models import config as config_lib
 from padinv_jax.convert import common
 from padinv_jax.convert import hammer
 from padinv_jax.convert import rosinality
@@ -62,7 +62,7 @@ def detect(obj) -> Optional[str]:
 
 
 def _unit_counts(n_units: int) -> tuple[int, ...]:
-  from padinv_jax import irse  # pylint: disable=import-outside-toplevel
+  from padinv_jax.models import irse  # pylint: disable=import-outside-toplevel
   for counts in irse.UNIT_COUNTS.values():
     if sum(counts) == n_units:
       return counts

@@ -149,7 +149,7 @@ def convert_generator(sd: dict, what: str, latent_avg=None, pad_layer_num=None):
 
 def mean_latent(variables, gen_cfg, n: int = 4096, seed: int = 0):
   import jax  # pylint: disable=import-outside-toplevel
-  from padinv_jax import functional  # pylint: disable=import-outside-toplevel
+  from padinv_jax.models import functional  # pylint: disable=import-outside-toplevel
   z = jax.random.normal(jax.random.key(seed), (n, gen_cfg.z_dim))
   ws = functional.mapping(variables, z, config=gen_cfg)
   return np.asarray(ws[:, 0].mean(axis=0), np.float32)

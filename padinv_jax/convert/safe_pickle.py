@@ -67,13 +67,17 @@ class SafeUnpickler(pickle._Unpickler):  # pylint: disable=protected-access
     file: a binary file object.
     persistent_load: callable for persistent ids (torch storages), or None
       to refuse them.
+    load_from_bytes: callable for storages pickled as bytes (a legacy torch
+      file each, in NVIDIA pickles), or None to refuse them.
   """
 
   dispatch = dict(pickle._Unpickler.dispatch)  # pylint: disable=protected-access
 
-  def __init__(self, file, persistent_load: Optional[Callable] = None):
+  def __init__(self, file, persistent_load: Optional[Callable] = None,
+               load_from_bytes: Optional[Callable] = None):
     super().__init__(file, encoding="latin1")
     self._pid_loader = persistent_load
+    self._bytes_loader = load_from_bytes
     self._standins: dict[tuple[str, str], type] = {}
 
   # -- globals
@@ -112,6 +116,9 @@ class SafeUnpickler(pickle._Unpickler):  # pylint: disable=protected-access
       raise _refuse_call(func)
     if not isinstance(args, tuple):
       raise CorruptFileError("REDUCE arguments are not a tuple")
+    if func is po.ALLOWED[("torch.storage", "_load_from_bytes")]:
+      if self._bytes_loader is not None:
+        func = self._bytes_loader
     self.stack[-1] = func(*args)
   dispatch[pickle.REDUCE[0]] = load_reduce
 
@@ -163,12 +170,14 @@ class SafeUnpickler(pickle._Unpickler):  # pylint: disable=protected-access
   dispatch[pickle.BUILD[0]] = load_build
 
 
-def load(file, persistent_load: Optional[Callable] = None):
+def load(file, persistent_load: Optional[Callable] = None,
+         load_from_bytes: Optional[Callable] = None):
   """Unpickle one object from ``file`` under the two policies.
 
   Args:
     file: binary file object positioned at a pickle.
     persistent_load: handler for persistent ids (torch storages) or None.
+    load_from_bytes: handler for storages pickled as bytes, or None.
 
   Returns:
     The object, with tensors as numpy arrays and foreign classes as StandIns.
@@ -178,7 +187,7 @@ def load(file, persistent_load: Optional[Callable] = None):
     CorruptFileError: the bytes are not a valid pickle.
   """
   try:
-    return SafeUnpickler(file, persistent_load).load()
+    return SafeUnpickler(file, persistent_load, load_from_bytes).load()
   except (UnsafePickleError, CorruptFileError):
     raise
   except RecursionError:
@@ -189,8 +198,9 @@ def load(file, persistent_load: Optional[Callable] = None):
                            f"{str(e)[:200]})") from None
 
 
-def loads(data: bytes, persistent_load: Optional[Callable] = None):
-  return load(io.BytesIO(data), persistent_load)
+def loads(data: bytes, persistent_load: Optional[Callable] = None,
+          load_from_bytes: Optional[Callable] = None):
+  return load(io.BytesIO(data), persistent_load, load_from_bytes)
 
 
 # ------------------------------------------------------ module-state helpers

@@ -42,6 +42,16 @@ def _pid_fields(pid):
   return pid[0], pid[1:]
 
 
+def _storage_from_bytes(data):
+  """torch.storage._load_from_bytes: a storage pickled as a legacy torch file."""
+  if not isinstance(data, (bytes, bytearray)):
+    raise CorruptFileError("torch.storage._load_from_bytes without bytes")
+  obj = read_legacy(io.BytesIO(bytes(data)), "embedded storage")
+  if not isinstance(obj, safe_pickle.Storage):
+    raise CorruptFileError("an embedded storage that is not a storage")
+  return obj
+
+
 def read_legacy(f: BinaryIO, name: str, header_read: bool = False) -> Any:
   """Read a legacy (non-zip) torch file from ``f``.
 
@@ -107,7 +117,7 @@ def read_legacy(f: BinaryIO, name: str, header_read: bool = False) -> Any:
           root.dtype, root.array[offset:offset + view_size])
     return views[view_key]
 
-  obj = safe_pickle.load(f, persistent_load)
+  obj = safe_pickle.load(f, persistent_load, _storage_from_bytes)
   keys = safe_pickle.load(f)
   if not isinstance(keys, list):
     raise CorruptFileError(f"{name}: malformed storage key list")
@@ -199,7 +209,7 @@ def read_zip(path_or_file, name: str) -> Any:
 
     try:
       data = _read_member(zf, pkls[0], name)
-      return safe_pickle.loads(data, persistent_load)
+      return safe_pickle.loads(data, persistent_load, _storage_from_bytes)
     except zipfile.BadZipFile as e:
       raise CorruptFileError(f"{name}: damaged torch zip file ({e})") from None
 
@@ -232,7 +242,7 @@ def load_file(path: str) -> tuple[Any, str]:
       if not head:
         raise CorruptFileError(f"{name}: the file is empty")
       f.seek(0)
-      first = safe_pickle.load(f)
+      first = safe_pickle.load(f, load_from_bytes=_storage_from_bytes)
       if isinstance(first, int) and first == LEGACY_MAGIC:
         return read_legacy(f, name, header_read=True), "torch-legacy"
       return first, "pickle"
@@ -250,7 +260,7 @@ def load_bytes(data: bytes, name: str = "<bytes>") -> Any:
   if data[:4] == b"PK\x03\x04":
     return read_zip(io.BytesIO(data), name)
   f = io.BytesIO(data)
-  first = safe_pickle.load(f)
+  first = safe_pickle.load(f, load_from_bytes=_storage_from_bytes)
   if isinstance(first, int) and first == LEGACY_MAGIC:
     return read_legacy(f, name, header_read=True)
   return first

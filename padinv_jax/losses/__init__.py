@@ -1,1 +1,5 @@
-"""Loss networks used in training and evaluation: LPIPS and ArcFace (ID)."""
+"""Loss networks and losses: LPIPS, ArcFace (ID), GAN losses.
+
+May import: models (their layers). Must not: read files (weights arrive as
+variables from storage), know about training loops, data or the CLI.
+"""

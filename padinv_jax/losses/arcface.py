@@ -6,7 +6,7 @@ pSp's) on images in [-1, 1]:
   antialiasing, as F.interpolate) -> crop rows 35:223, cols 32:220 (188 px)
   -> adaptive average pool to 112 (torch's uneven windows [floor(i*in/out),
   ceil((i+1)*in/out))) -> input_layer (3x3 conv 3->64 no bias, BN, PReLU)
-  -> IR-SE body (padinv_jax.irse, the units the encoder uses) -> output
+  -> IR-SE body (padinv_jax.models.irse, the units the encoder uses) -> output
   layer: BN2d -> dropout (identity: the net is always in eval mode) ->
   flatten in (C, H, W) order -> linear 512*7*7 -> 512 -> BN1d -> x / ||x||.
 The network is frozen and runs in eval mode (running BN statistics) only.
@@ -38,8 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from padinv_jax import irse
-from padinv_jax import ops
+from padinv_jax.models import irse
+from padinv_jax.models import ops
 
 CROP_ROWS = (35, 223)
 CROP_COLS = (32, 220)

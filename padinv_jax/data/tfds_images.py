@@ -2,7 +2,7 @@
 
 Every image under a folder (recursively) or inside a zip whose name ends in
 an image extension is decoded, converted to RGB, centre-cropped and area-
-resized exactly as the original (padinv_jax.preprocess) and stored as a
+resized exactly as the original (padinv_jax.data.preprocess) and stored as a
 lossless 256 x 256 PNG in an ArrayRecord dataset (random access), in sorted
 path order (record i is the i-th usable file). Files that cannot be used are
 skipped, never fatal: they are listed in a warning, in the report that
@@ -26,7 +26,7 @@ from typing import Optional
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from padinv_jax import preprocess
+from padinv_jax.data import preprocess
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff",
                     ".gif", ".ppm", ".pgm")

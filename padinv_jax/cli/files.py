@@ -13,8 +13,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from padinv_jax import images_io
-from padinv_jax import preprocess
+from padinv_jax.data import images_io
+from padinv_jax.data import preprocess
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -77,7 +77,7 @@ def read_image(path: str, size: int) -> np.ndarray:
   """One image file -> uint8 [size, size, 3], preprocessed as in training.
 
   Other sizes are centre-cropped to a square and area-resized to ``size``
-  (padinv_jax.preprocess, the training data's pipeline), with a warning.
+  (padinv_jax.data.preprocess, the training data's pipeline), with a warning.
 
   Raises:
     InputError: the file cannot be read or decoded.

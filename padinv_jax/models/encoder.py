@@ -35,10 +35,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from padinv_jax import config as config_lib
-from padinv_jax import irse
-from padinv_jax import ops
-from padinv_jax import resize
+from padinv_jax.models import config as config_lib
+from padinv_jax.models import irse
+from padinv_jax.models import ops
+from padinv_jax.models import resize
 
 # pSp / PadInv heads read FPN levels high-level first: index 1 is the 32 px
 # level at 256 px input, the one the padding branch starts from.

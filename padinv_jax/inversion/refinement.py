@@ -4,7 +4,7 @@ Starting from the encoder's (W+, paddings), Adam moves the codes for K steps
 against the reconstruction loss the encoder was trained with, without its
 regularisers: mse_weight * MSE + lpips_weight * LPIPS. The generator is
 frozen and only read; the loss is computed as in training
-(padinv_jax.train_lib.match_resolution: outputs above the images' size are
+(padinv_jax.evaluation.metrics.match_resolution: outputs above the images' size are
 reduced to it, smaller generators are compared at their own resolution with
 the images average-pooled down).
 
@@ -25,10 +25,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from padinv_jax import config as config_lib
-from padinv_jax import functional
-from padinv_jax import inversion
-from padinv_jax import train_lib
+from padinv_jax.models import config as config_lib
+from padinv_jax.models import functional
+from padinv_jax.evaluation import metrics
+from padinv_jax.inversion import core as inversion
 
 SPACES = ("both", "w", "padding")
 
@@ -64,7 +64,7 @@ def reconstruction_loss(gen_params, images, ws, paddings: Optional[Mapping],
   x = _targets(images)
   x_hat = functional.synthesize(gen_params, ws, paddings or None,
                                 config=gen_cfg)
-  x_hat, x = train_lib.match_resolution(x_hat, x, downsample)
+  x_hat, x = metrics.match_resolution(x_hat, x, downsample)
   loss = mse_weight * jnp.mean(jnp.square(x_hat - x), axis=(1, 2, 3))
   if lpips_vars is not None:
     # Imported here so refinement without LPIPS never builds the trunk.

@@ -15,9 +15,9 @@ import functools
 from absl import logging
 import jax
 
-from padinv_jax import discriminator as d_lib
-from padinv_jax import part_dir
-from padinv_jax import train_lib
+from padinv_jax.models import discriminator as d_lib
+from padinv_jax.storage import part_dir
+from padinv_jax.training import train_lib
 from padinv_jax.losses import arcface as arcface_lib
 from padinv_jax.losses import lpips as lpips_lib
 

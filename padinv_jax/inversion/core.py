@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from padinv_jax import functional
-from padinv_jax import metrics
+from padinv_jax.models import functional
+from padinv_jax.evaluation import metrics
 
 RESIZE_METHODS = ("area", None)
 _UINT8_TO_FLOAT = (np.arange(256, dtype=np.float32) / np.float32(255)
@@ -181,7 +181,7 @@ def _encoder_parts(params, config):
                      "cannot invert images); pass {'generator': ..., "
                      "'encoder': ...}")
   # Imported here so generator-only code paths never need the encoder module.
-  from padinv_jax import encoder as encoder_lib
+  from padinv_jax.models import encoder as encoder_lib
   encoder_lib.check_compatible(config)
   return config.encoder, encoder_lib.build_encoder(config.encoder)
 

@@ -28,11 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from padinv_jax import array_store
-from padinv_jax import config as config_lib
-from padinv_jax import functional
-from padinv_jax import inversion
-from padinv_jax import metrics
+from padinv_jax.storage import array_store
+from padinv_jax.models import config as config_lib
+from padinv_jax.models import functional
+from padinv_jax.inversion import core as inversion
+from padinv_jax.evaluation import metrics
 
 FORMAT = "padinv_jax-model"
 VERSION = 1
@@ -63,7 +63,7 @@ def _expected_shapes(config_json: str) -> dict:
   out = {"generator": jax.eval_shape(
       functools.partial(functional.init_generator, config=config), rng)}
   if _has_encoder_config(config):
-    from padinv_jax import encoder as encoder_lib
+    from padinv_jax.models import encoder as encoder_lib
     out["encoder"] = jax.eval_shape(
         functools.partial(encoder_lib.init_encoder, config=config), rng)
   return out
@@ -86,7 +86,7 @@ def _check_config(config, where: str) -> None:
   try:
     config_lib.validate_generator_config(config.generator)
     if _has_encoder_config(config):
-      from padinv_jax import encoder as encoder_lib
+      from padinv_jax.models import encoder as encoder_lib
       encoder_lib.check_compatible(config)
   except ValueError as e:
     raise ValueError(f"{where}: invalid model config: {e}") from e

@@ -1,9 +1,9 @@
 """The trainer's view of the input: resumable train batches and eval passes.
 
 Dataset "demo" is made on the fly from the frozen generator
-(padinv_jax.demo_data: generator samples plus shifted / cropped / flipped
+(padinv_jax.data.demo_data: generator samples plus shifted / cropped / flipped
 copies outside its range), split into train and held-out images; anything
-else is a TFDS dataset opened by padinv_jax.data.
+else is a TFDS dataset opened by padinv_jax.data.pipeline.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from absl import logging
 import jax
 import ml_collections
 
-from padinv_jax import data as data_lib
-from padinv_jax import demo_data
+from padinv_jax.data import pipeline as data_lib
+from padinv_jax.data import demo_data
 
 
 class TrainData(NamedTuple):
@@ -30,7 +30,7 @@ class TrainData(NamedTuple):
 
 
 def build(cfg, model_cfg, gen_vars, workdir: str) -> TrainData:
-  """Train / eval sources for cfg.data (see padinv_jax.data)."""
+  """Train / eval sources for cfg.data (see padinv_jax.data.pipeline)."""
   d = cfg.data
   train_source = eval_source = None
   if d.get("image_dir"):

@@ -21,7 +21,7 @@ from typing import Mapping
 import jax
 import numpy as np
 
-from padinv_jax import array_store
+from padinv_jax.storage import array_store
 
 FORMAT = "padinv_jax-part"
 VERSION = 1
@@ -43,7 +43,7 @@ def expected_shapes(part: str, config: Mapping) -> dict:
     return jax.eval_shape(
         lambda k: arcface.init_arcface(k, input_size=size, **arch), key)
   if part == "discriminator":
-    from padinv_jax import discriminator as d_lib
+    from padinv_jax.models import discriminator as d_lib
     d_cfg = d_lib.discriminator_config(**dict(config))
     return jax.eval_shape(lambda k: d_lib.init_discriminator(k, d_cfg), key)
   raise ValueError(f"unknown part {part!r}; one of {PARTS}")

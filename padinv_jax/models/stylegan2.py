@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from padinv_jax import ops
+from padinv_jax.models import ops
 
 FIR = ops.fir_filter((1, 3, 3, 1))
 

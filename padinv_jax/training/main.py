@@ -44,7 +44,7 @@ def main(argv):
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes,
                                process_id=FLAGS.process_id)
-  from padinv_jax import trainer  # pylint: disable=g-import-not-at-top
+  from padinv_jax.training import trainer  # pylint: disable=g-import-not-at-top
   final = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   if jax.process_count() > 1:
     # Reach the coordination service's shutdown barrier together: a process

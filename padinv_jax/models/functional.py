@@ -14,8 +14,8 @@ from typing import Mapping, Optional
 import jax
 import jax.numpy as jnp
 
-from padinv_jax import config as config_lib
-from padinv_jax import stylegan2
+from padinv_jax.models import config as config_lib
+from padinv_jax.models import stylegan2
 
 
 def _generator(config, dtype=jnp.float32):

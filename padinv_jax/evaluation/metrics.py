@@ -163,3 +163,19 @@ def downsample(images, size: int = 256, method: Optional[str] = "avgpool"):
   if method == "nearest":
     return images[:, ::k, ::k]
   return jnp.mean(images.reshape(n, size, k, size, k, c), axis=(2, 4))
+
+
+def match_resolution(x_hat, x, method: str = "avgpool"):
+  """Bring G's output and the 256 px input to one resolution for the losses.
+
+  Outputs above 256 px are reduced to 256 (average pool by default, as the
+  original's AdaptiveAvgPool2d; "nearest" as its evaluator). Generators
+  below 256 px (tiny test/demo models only: the original has none) compare
+  at the generator's resolution, the input average-pooled down.
+  """
+  r, s = x_hat.shape[1], x.shape[1]
+  if r > s:
+    x_hat = downsample(x_hat, s, method)
+  elif r < s:
+    x = downsample(x, r, "avgpool")
+  return x_hat, x

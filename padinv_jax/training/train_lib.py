@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from padinv_jax import functional
-from padinv_jax import metrics
+from padinv_jax.models import functional
+from padinv_jax.evaluation import metrics
 
 
 @flax.struct.dataclass
@@ -145,22 +145,6 @@ def global_norm(tree):
 # Losses.
 
 
-def match_resolution(x_hat, x, downsample: str = "avgpool"):
-  """Bring G's output and the 256 px input to one resolution for the losses.
-
-  Outputs above 256 px are reduced to 256 (average pool by default, as the
-  original's AdaptiveAvgPool2d; "nearest" as its evaluator). Generators
-  below 256 px (tiny test/demo models only: the original has none) compare
-  at the generator's resolution, the input average-pooled down.
-  """
-  r, s = x_hat.shape[1], x.shape[1]
-  if r > s:
-    x_hat = metrics.downsample(x_hat, s, downsample)
-  elif r < s:
-    x = metrics.downsample(x, r, "avgpool")
-  return x_hat, x
-
-
 def safe_frobenius(d):
   """Per-sample ||d||_F over all but the batch axis, with gradient 0 at 0."""
   sq = jnp.sum(jnp.square(d), axis=tuple(range(1, d.ndim)))
@@ -196,7 +180,7 @@ def encoder_loss(params, batch_stats, frozen, images, *, encoder, model_cfg,
   x_hat = functional.synthesize(frozen["generator"], ws, paddings,
                                 config=model_cfg.generator,
                                 dtype=compute_dtype)
-  x_hat, x = match_resolution(x_hat, images, loss_cfg.downsample)
+  x_hat, x = metrics.match_resolution(x_hat, images, loss_cfg.downsample)
 
   m = {}
   m["mse"] = jnp.mean(jnp.square(x_hat - x))
@@ -291,7 +275,7 @@ def train_step(state: TrainState, frozen, images, *, encoder, model_cfg, cfg,
     fake = jax.lax.stop_gradient(fake)
     real = images
     if fake.shape[1] != real.shape[1]:
-      fake, real = match_resolution(fake, real, loss_cfg.downsample)
+      fake, real = metrics.match_resolution(fake, real, loss_cfg.downsample)
     (d_loss, dm), d_grads = jax.value_and_grad(
         discriminator_loss, has_aux=True)(d_params, real, fake, nets=nets,
                                           r1_gamma=loss_cfg.r1_gamma)
@@ -316,7 +300,7 @@ def eval_step(enc_vars, frozen, images, *, encoder, model_cfg, nets: LossNets,
   ws, paddings = encoder.apply(enc_vars, images, train=False)
   x_hat = functional.synthesize(frozen["generator"], ws, paddings,
                                 config=model_cfg.generator)
-  x_hat, x = match_resolution(x_hat, images, downsample)
+  x_hat, x = metrics.match_resolution(x_hat, images, downsample)
   out = {"mse": jnp.mean(jnp.square(x_hat - x), axis=(1, 2, 3))}
   if nets.lpips is not None:
     out["lpips"] = nets.lpips(frozen["lpips"], x, x_hat)

@@ -22,13 +22,13 @@ import optax
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from padinv_jax import encoder as encoder_lib
-from padinv_jax import functional
-from padinv_jax import images_io
-from padinv_jax import loss_nets
-from padinv_jax import part_dir
-from padinv_jax import train_lib
-from padinv_jax import train_data
+from padinv_jax.models import encoder as encoder_lib
+from padinv_jax.models import functional
+from padinv_jax.data import images_io
+from padinv_jax.training import loss_nets
+from padinv_jax.storage import part_dir
+from padinv_jax.training import train_lib
+from padinv_jax.training import train_data
 
 
 class _Preempted:
@@ -68,7 +68,7 @@ def load_generator(cfg):
   """
   model_cfg = ml_collections.ConfigDict(cfg.model.to_dict())
   if cfg.generator_dir:
-    from padinv_jax import model_dir  # pylint: disable=g-import-not-at-top
+    from padinv_jax.storage import model_dir  # pylint: disable=g-import-not-at-top
     model = model_dir.load(cfg.generator_dir)
     model_cfg.generator = ml_collections.ConfigDict(
         model.config.generator.to_dict())

@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from padinv_jax import ops
+from padinv_jax.models import ops
 
 # Units per stage for the supported depths (InsightFace get_blocks).
 UNIT_COUNTS = {50: (3, 4, 14, 3), 100: (3, 13, 30, 3), 152: (3, 8, 36, 3)}

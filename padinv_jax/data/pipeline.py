@@ -3,9 +3,9 @@
 API
   prepare_image_dataset(name, train=..., test=None, data_dir=None,
                         resolution=256) -> (builder, report)
-      (padinv_jax.tfds_images, re-exported) Decode every image under a
+      (padinv_jax.data.tfds_images, re-exported) Decode every image under a
       folder or inside a zip (FFHQ, CelebA-HQ test, LSUN exported to images),
-      preprocess it exactly as the original (padinv_jax.preprocess: RGB,
+      preprocess it exactly as the original (padinv_jax.data.preprocess: RGB,
       centre square crop, cv2-INTER_AREA resize) and store 256 x 256 uint8
       PNGs in an ArrayRecord TFDS dataset "padinv_images/<name>" (random
       access). Unreadable files are skipped, never fatal: they are listed in
@@ -39,7 +39,7 @@ i - N flipped left-right; no random flips. LSUN: `mirror=False`.
 
 Sources. Batches read source[i]["image"] (uint8 [R, R, 3]) from a TFDS
 ArrayRecord data source (tfds.testing.mock_data works too) or from memory
-(ArraySource, e.g. the demo images of padinv_jax.demo_data); examples of
+(ArraySource, e.g. the demo images of padinv_jax.data.demo_data); examples of
 another size are preprocessed on the fly. After the source every path is the
 same: mirror, then float32 x / 255 * 2 - 1 on the host (the original's
 order and float32 ops). `num_workers` host threads build `host_prefetch`
@@ -58,11 +58,10 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from padinv_jax import preprocess
-from padinv_jax import tfds_images
-from padinv_jax.tfds_images import BUILDER_NAME
-from padinv_jax.tfds_images import image_builder
-from padinv_jax.tfds_images import prepare_image_dataset  # noqa: F401 (API)
+from padinv_jax.data import preprocess
+from padinv_jax.data.tfds_images import BUILDER_NAME
+from padinv_jax.data.tfds_images import image_builder
+from padinv_jax.data.tfds_images import prepare_image_dataset  # noqa: F401 (API)
 
 
 
@@ -107,7 +106,7 @@ def open_source(data_config, split: str):
   name = data_config.dataset
   if name == "demo":
     raise ValueError("dataset 'demo' has no files: build the images with "
-                     "padinv_jax.demo_data.make_demo_dataset and pass "
+                     "padinv_jax.data.demo_data.make_demo_dataset and pass "
                      "source=ArraySource(images)")
   if name.startswith(BUILDER_NAME + "/"):
     builder = image_builder(name.split("/", 1)[1],
@@ -121,7 +120,7 @@ def open_source(data_config, split: str):
     raise FileNotFoundError(
         f"TFDS dataset {name!r} split {split!r} is not prepared under "
         f"data_dir={data_config.data_dir!r} ({e}). Prepare it first: python "
-        f"-m padinv_jax.data --name NAME --train DIR_OR_ZIP [--test ...] "
+        f"-m padinv_jax.data.pipeline --name NAME --train DIR_OR_ZIP [--test ...] "
         f"--data_dir DIR") from e
 
 
@@ -360,11 +359,3 @@ def prefetch_to_mesh(iterator, mesh_or_sharding, size: int = 2):
   while queue:
     yield queue.popleft()
 
-
-def main(argv=None):
-  """`python -m padinv_jax.data`: prepare a dataset (see tfds_images.main)."""
-  tfds_images.main(argv)
-
-
-if __name__ == "__main__":
-  main()

@@ -47,8 +47,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from padinv_jax import config as config_lib
-from padinv_jax import ops
+from padinv_jax.models import config as config_lib
+from padinv_jax.models import ops
 
 FIR = ops.fir_filter((1, 3, 3, 1))
 

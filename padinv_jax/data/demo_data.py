@@ -1,14 +1,14 @@
 """The embedded demo dataset: images made by the frozen generator itself.
 
 No download: `make_demo_dataset` samples z ~ N(0, I), runs
-padinv_jax.functional.mapping + synthesize (noise_mode "const", psi 1) and
+padinv_jax.models.functional.mapping + synthesize (noise_mode "const", psi 1) and
 turns the output into uint8 256 x 256 RGB images, then replaces a fraction of
 them by versions that the generator cannot produce exactly, the cases that
 PadInv's padding space is for:
   * "shift": translated by up to 1/8 of the side in x and y (edges
     replicated), so the layout leaves the generator's fixed alignment;
   * "crop": a random square crop of 50-85 % of the side, resized back up
-    (cv2-INTER_AREA upscale rule, padinv_jax.preprocess.resize_area);
+    (cv2-INTER_AREA upscale rule, padinv_jax.data.preprocess.resize_area);
   * "flip": turned upside down (out of range for any upright-image GAN; a
     left-right flip would not be, FFHQ itself is mirrored).
 Default fractions: 50 % plain, 20 % shift, 20 % crop, 10 % flip.
@@ -27,9 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from padinv_jax import config as config_lib
-from padinv_jax import functional
-from padinv_jax import preprocess
+from padinv_jax.models import config as config_lib
+from padinv_jax.models import functional
+from padinv_jax.data import preprocess
 
 DEFAULT_FRACTIONS = (("plain", 0.5), ("shift", 0.2), ("crop", 0.2),
                      ("flip", 0.1))

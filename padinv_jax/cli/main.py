@@ -8,8 +8,8 @@ command succeeds (nothing is left half-written on failure) and never over
 existing files without --overwrite. Bad input ends with a one-line message
 on stderr and exit code 2.
 
-The computations are the pure functions of padinv_jax.apps and
-padinv_jax.inversion; this file only batches them and names the files.
+The computations are the pure functions of padinv_jax.inversion.apps and
+padinv_jax.inversion.core; this file only batches them and names the files.
 Run ``padinv <command> --help`` for each command's options.
 """
 
@@ -24,11 +24,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from padinv_jax import apps
-from padinv_jax import cli_io
-from padinv_jax import cli_run
-from padinv_jax import images_io
-from padinv_jax.cli_io import InputError
+from padinv_jax.inversion import apps
+from padinv_jax.cli import files as cli_io
+from padinv_jax.cli import run as cli_run
+from padinv_jax.data import images_io
+from padinv_jax.cli.files import InputError
 
 GRID_MAX_ROWS = 64  # a grid of a whole folder would be unreadable anyway
 

@@ -15,14 +15,14 @@ from typing import Callable, Optional
 import jax
 import numpy as np
 
-from padinv_jax import apps
-from padinv_jax import config as config_lib
-from padinv_jax import functional
-from padinv_jax import inversion
-from padinv_jax import metrics
-from padinv_jax import model_dir
-from padinv_jax import refinement
-from padinv_jax.cli_io import InputError
+from padinv_jax.inversion import apps
+from padinv_jax.models import config as config_lib
+from padinv_jax.models import functional
+from padinv_jax.inversion import core as inversion
+from padinv_jax.evaluation import metrics
+from padinv_jax.storage import model_dir
+from padinv_jax.inversion import refinement
+from padinv_jax.cli.files import InputError
 
 _JIT_CACHE: dict = {}
 
@@ -70,7 +70,7 @@ def batched(fn: Callable, inputs, batch_size: int, desc: str):
 
 def read_padded(paths, size: int) -> np.ndarray:
   """read_images for a :func:`stream` chunk of paths (repeats read once)."""
-  from padinv_jax import cli_io  # pylint: disable=g-import-not-at-top
+  from padinv_jax.cli import files as cli_io  # pylint: disable=g-import-not-at-top
   paths = [str(p) for p in paths]
   uniq = list(dict.fromkeys(paths))
   images = cli_io.read_images(uniq, size)
@@ -157,7 +157,7 @@ class Model:
 
 def _load_frozen(path: str, part: str):
   """Variables and config of an LPIPS / ArcFace part directory."""
-  from padinv_jax import part_dir  # pylint: disable=g-import-not-at-top
+  from padinv_jax.storage import part_dir  # pylint: disable=g-import-not-at-top
   return part_dir.load_part(path, part), part_dir.read_config(path)["config"]
 
 
@@ -202,7 +202,7 @@ def evaluate(model: Model, files, args, read: Optional[Callable] = None
   ``files`` names the images; ``read(names) -> float [B, S, S, 3]`` loads a
   chunk of them (default: image files, see read_padded).
   """
-  from padinv_jax import cli_io  # pylint: disable=g-import-not-at-top
+  from padinv_jax.cli import files as cli_io  # pylint: disable=g-import-not-at-top
   lpips_vars, lpips_net = load_lpips(args.lpips_weights)
   arc_vars = None
   if args.arcface_weights:
@@ -253,8 +253,8 @@ def tfds_reader(spec: str, data_dir: Optional[str], size: int):
   NAME is a TFDS dataset with an "image" feature, e.g. one prepared with
   `python -m padinv_jax.data` ("padinv_images/celebahq").
   """
-  from padinv_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  from padinv_jax import inversion  # pylint: disable=g-import-not-at-top
+  from padinv_jax.data import pipeline as data_lib  # pylint: disable=g-import-not-at-top
+  from padinv_jax.inversion import core as inversion  # pylint: disable=g-import-not-at-top
   name, _, split = spec[len("tfds:"):].partition(":")
   split = split or "test"
   cfg = data_lib.default_data_config()
