@@ -73,7 +73,7 @@ def make_state_dict(cfg, seed=0):
 
 def _fir_down(x, pad):
   c = x.shape[1]
-  f = fir_filter().flip(0, 1)[None, None].repeat(c, 1, 1, 1)
+  f = fir_filter().to(x.dtype).flip(0, 1)[None, None].repeat(c, 1, 1, 1)
   x = F.pad(x, [pad] * 4)
   return F.conv2d(x, f, stride=2, groups=c)
 
