@@ -2,6 +2,7 @@
 
     python convert_weights.py SRC DST [--format auto|nvidia|rosinality|
         hammer|padinv|psp|e4e|arcface|lpips] [--entry G_ema] [--overwrite]
+    python convert_weights.py MODEL_DIR OUT.pt --to rosinality
 
 SRC is read through the restricted unpickler (torch itself is never
 imported); ``--format auto`` detects the kind from the keys and says what it
@@ -136,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
                       "training)")
   p.add_argument("--overwrite", action="store_true",
                  help="replace DST if it exists")
+  p.add_argument("--to", default=None, choices=("rosinality",),
+                 help="the reverse direction: SRC is a padinv_jax model "
+                      "directory, DST the .pt to write (rosinality "
+                      "stylegan2-pytorch {g_ema, latent_avg}, as pSp / e4e / "
+                      "ReStyle load it)")
   return p
 
 
@@ -143,6 +149,14 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   """The padinv-convert command; returns the exit status (0 ok, 2 error)."""
   args = build_parser().parse_args(argv)
   try:
+    if args.to:
+      from padinv_jax.convert import export_rosinality  # pylint: disable=import-outside-toplevel
+      path, notes = export_rosinality.export(args.src, args.dst,
+                                             overwrite=args.overwrite)
+      for note in notes:
+        print(f"note: {note}")
+      print(f"wrote {path}")
+      return 0
     _check_dst(args.dst, args.overwrite)
     result = convert_file(args.src, args.format, args.entry)
     print(f"found: {result.description}")
