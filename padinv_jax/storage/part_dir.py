@@ -1,9 +1,10 @@
-"""Directories for the frozen networks training reads: LPIPS, ArcFace, D.
+"""Directories for the frozen networks training and evaluation read: LPIPS, ArcFace, D, classifier.
 
 A part directory holds one network's variables::
 
   DIR/config.json  {"format": "padinv_jax-part", "version": 1,
-                    "part": "lpips" | "arcface" | "discriminator",
+                    "part": "lpips" | "arcface" | "discriminator" |
+                            "classifier",
                     "config": {architecture fields}}
   DIR/arrays/      an Orbax PyTree checkpoint of the variables
 
@@ -25,7 +26,7 @@ from padinv_jax.storage import array_store
 
 FORMAT = "padinv_jax-part"
 VERSION = 1
-PARTS = ("lpips", "arcface", "discriminator")
+PARTS = ("lpips", "arcface", "discriminator", "classifier")
 
 
 def expected_shapes(part: str, config: Mapping) -> dict:
@@ -46,6 +47,11 @@ def expected_shapes(part: str, config: Mapping) -> dict:
     from padinv_jax.models import discriminator as d_lib
     d_cfg = d_lib.discriminator_config(**dict(config))
     return jax.eval_shape(lambda k: d_lib.init_discriminator(k, d_cfg), key)
+  if part == "classifier":
+    from padinv_jax.models import classifier
+    c_cfg = classifier.classifier_config(**{
+        k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    return jax.eval_shape(lambda k: classifier.init_classifier(k, c_cfg), key)
   raise ValueError(f"unknown part {part!r}; one of {PARTS}")
 
 
