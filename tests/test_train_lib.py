@@ -90,12 +90,21 @@ def test_skip_nonfinite_keeps_params_and_default_always_steps():
   p = {"w": jnp.ones(3)}
   st = tx.init(p)
   g = {"w": jnp.array([np.nan, 1.0, 1.0])}
-  kept, _ = train_lib._apply(tx, g, st, p, jnp.array(False), True)  # pylint: disable=protected-access
+  kept, _, ok = train_lib._apply(tx, g, st, p, jnp.array(False), True)  # pylint: disable=protected-access
+  assert not bool(ok)
   np.testing.assert_array_equal(kept["w"], p["w"])
-  stepped, _ = train_lib._apply(  # pylint: disable=protected-access
+  stepped, _, _ = train_lib._apply(  # pylint: disable=protected-access
       tx, train_lib.sanitize_grads(g, 1e5), st, p, jnp.array(False), False)
   assert np.asarray(stepped["w"])[0] == 1.0  # NaN -> 0 gradient: unchanged
   assert np.all(np.asarray(stepped["w"])[1:] < 1.0)
+  # A finite loss whose step makes a parameter infinite is skipped too.
+  huge = train_lib.make_optimizer(_optim("sgd", lr=10.0))
+  big = {"w": jnp.array([3e38, 1.0, 1.0])}
+  out, _, ok = train_lib._apply(  # pylint: disable=protected-access
+      huge, {"w": jnp.array([-1e38, 0.0, 0.0])}, huge.init(big), big,
+      jnp.array(True), True)
+  assert not bool(ok)
+  np.testing.assert_array_equal(out["w"], big["w"])
 
 
 def test_match_resolution_reduces_large_outputs_and_small_inputs():

@@ -14,6 +14,7 @@ from typing import Optional
 
 import jax
 
+from padinv_jax.convert.errors import ConvertError
 from padinv_jax.models import config as config_lib
 from padinv_jax.models import functional
 
@@ -57,8 +58,12 @@ def split_synthesis_path(path: str) -> Optional[tuple[str, int, int, str]]:
 def make_gen_config(resolution, z_dim, w_dim, mapping_layers, channel_base,
                     channel_max, conv_clamp=None, mapping_lr_mul=0.01,
                     pad_layer_num=None):
-  """A generator ConfigDict from what a file says (pad_layer_num defaulted)."""
-  return config_lib.generator_config(
+  """A generator ConfigDict from what a file says (pad_layer_num defaulted).
+
+  Checked against the ranges real networks have before anything is built
+  from it (ConvertError naming the field otherwise).
+  """
+  c = config_lib.generator_config(
       resolution=int(resolution), z_dim=int(z_dim), w_dim=int(w_dim),
       mapping_layers=int(mapping_layers), channel_base=int(channel_base),
       channel_max=int(channel_max),
@@ -66,6 +71,12 @@ def make_gen_config(resolution, z_dim, w_dim, mapping_layers, channel_base,
       mapping_lr_mul=float(mapping_lr_mul),
       pad_layer_num=(default_pad_layer_num(resolution) if pad_layer_num is None
                      else int(pad_layer_num)))
+  try:
+    config_lib.validate_generator_config(c)
+  except ValueError as e:
+    raise ConvertError(f"the file declares an impossible generator: {e}"
+                       ) from None
+  return c
 
 
 def infer_channel_base_max(channels: dict[int, int]) -> tuple[int, int]:

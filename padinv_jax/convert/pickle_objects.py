@@ -9,6 +9,7 @@ through padinv_jax.convert.safe_pickle, which holds the policies.
 from __future__ import annotations
 
 import collections
+import math
 import datetime as _dt
 import pathlib
 import re
@@ -194,6 +195,16 @@ def _strided_view(storage, offset, size, stride):
                            f"{size}, stride {stride}")
   if 0 in size:
     return np.zeros(size, storage.dtype)
+  numel = math.prod(size)
+  if numel > len(storage) - offset:
+    # An expanded view (stride 0, torch's expand()) stores one value for a
+    # huge shape; every later copy would materialise it. No weight file
+    # holds one.
+    raise CorruptFileError(
+        f"a tensor of size {size} (stride {stride}) has {numel} elements but "
+        f"its storage holds {len(storage) - offset} from offset {offset}: an "
+        "expanded or overlapping view, which weight files never hold; "
+        "re-save it with .contiguous()/.clone()")
   last = offset + sum((n - 1) * s for n, s in zip(size, stride))
   if last >= len(storage):
     raise CorruptFileError(f"tensor of size {size} at offset {offset} reads "

@@ -19,6 +19,7 @@ import io
 import os
 import struct
 import zipfile
+import zlib
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -162,7 +163,25 @@ def _read_member(zf: zipfile.ZipFile, member: str, name: str) -> bytes:
         f"{info.compress_size} to {info.file_size} bytes (more than "
         f"{MAX_INFLATION}x); refused as a possible zip bomb. torch.save "
         "writes members uncompressed: re-save the checkpoint with torch")
-  return zf.read(member)
+  # Read in chunks: one zf.read() inflates the whole member in one call, so a
+  # member whose header understates its size costs its real size in memory
+  # before the CRC check fails. Chunks bound each inflate step, and nothing
+  # beyond the declared size is accepted.
+  out = bytearray()
+  try:
+    with zf.open(info) as f:
+      while True:
+        chunk = f.read(1 << 20)
+        if not chunk:
+          break
+        out += chunk
+        if len(out) > info.file_size:
+          raise CorruptFileError(f"{name}: zip member {member} holds more "
+                                 f"than its declared {info.file_size} bytes")
+  except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+    raise CorruptFileError(f"{name}: zip member {member} is damaged ({e})"
+                           ) from None
+  return bytes(out)
 
 
 def read_zip(path_or_file, name: str) -> Any:

@@ -31,10 +31,12 @@ cv2.imdecode(IMREAD_UNCHANGED) ignores it. Anything else raises
 from __future__ import annotations
 
 import io
+import warnings
 import math
 
 import numpy as np
 from PIL import Image
+from PIL import ImageOps
 
 # cv2's fixed-point scale for linear resize coefficients (INTER_RESIZE_COEF_BITS).
 _COEF_SCALE = 2048
@@ -53,12 +55,24 @@ class ImageDecodeError(ValueError):
     self.path, self.reason = path, reason
 
 
-def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
+# The project's own pixel limit, checked from the header before decoding: a
+# 140 KB PNG can declare 144 megapixels (2.5 GB decoded). 80 MP covers
+# phone and camera photos; raise it per call for larger scans.
+MAX_PIXELS = 80_000_000
+
+
+def decode_image(data: bytes, name: str = "<bytes>", *,
+                 max_pixels: int = MAX_PIXELS,
+                 exif_orientation: bool = True) -> np.ndarray:
   """Encoded image bytes -> uint8 [H, W, 3] RGB.
 
   Args:
     data: the file's bytes (JPEG, PNG, BMP, WebP, TIFF, GIF: what PIL reads).
     name: the file's path, used in error messages.
+    max_pixels: refuse images declaring more pixels (before decoding).
+    exif_orientation: rotate / flip as the EXIF Orientation tag says (phone
+      photos); False ignores it, as cv2.imdecode-based pipelines that want
+      bit-exact preprocessing of stored pixels do.
 
   Returns:
     uint8 [H, W, 3] array.
@@ -69,11 +83,22 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
   if not data:
     raise ImageDecodeError(name, "empty file (0 bytes)")
   try:
-    with Image.open(io.BytesIO(data)) as img:
-      img.load()  # decodes fully: truncated files fail here, not later
-      arr = _to_rgb_uint8(img, name)
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+      with Image.open(io.BytesIO(data)) as img:
+        w, h = img.size
+        if w * h > max_pixels:
+          raise ImageDecodeError(
+              name, f"{w} x {h} = {w * h / 1e6:.0f} megapixels, more than "
+              f"the limit of {max_pixels / 1e6:.0f}; downscale it first")
+        img.load()  # decodes fully: truncated files fail here, not later
+        if exif_orientation:
+          img = ImageOps.exif_transpose(img)
+        arr = _to_rgb_uint8(img, name)
   except ImageDecodeError:
     raise
+  except Image.DecompressionBombError as e:
+    raise ImageDecodeError(name, f"declares too many pixels ({e})") from None
   except Image.UnidentifiedImageError as e:
     raise ImageDecodeError(name, "not an image in a format PIL can read "
                            f"({len(data)} bytes)") from e

@@ -12,7 +12,10 @@ into one batch of K * N for synthesize. Codes files (.npz, DESIGN.md section
 
 from __future__ import annotations
 
+import math
 import os
+import zipfile
+import zlib
 from typing import Mapping, Optional, Sequence, Union
 
 import jax.numpy as jnp
@@ -120,6 +123,69 @@ def save_codes(path: str, ws, paddings: Mapping, *, num_ws: int,
     np.savez(f, **arrays)
 
 
+# Inflated size allowed per byte of file: float codes barely compress, so a
+# file declaring far more is a bomb (a 1.5 MB .npz can declare 1.5 GB).
+MAX_INFLATION = 50
+MAX_NPZ_BYTES = 8 << 30
+
+
+def read_npz(path: str, max_inflation: int = MAX_INFLATION) -> dict:
+  """An .npz of plain numeric arrays, bounded by what the file really holds.
+
+  Each member's npy header is read first; the declared sizes must fit
+  ``max_inflation`` x the file size (+ 64 MiB) and every member must hold
+  exactly its declared bytes. Object arrays are refused.
+
+  Raises:
+    ValueError: one line naming the file and what is wrong with it.
+  """
+  size = os.path.getsize(path)
+  budget = min(max_inflation * size + (64 << 20), MAX_NPZ_BYTES)
+  hint = "write codes with `padinv invert` or padinv_jax.save_codes"
+  arrays, total = {}, 0
+  try:
+    with zipfile.ZipFile(path) as zf:
+      for info in zf.infolist():
+        if not info.filename.endswith(".npy"):
+          raise ValueError(f"{path}: member {info.filename!r} is not an "
+                           f".npy array; {hint}")
+        with zf.open(info) as f:
+          version = np.lib.format.read_magic(f)
+          if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+          else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+          if dtype.hasobject:
+            raise ValueError(f"{path}: {info.filename} holds Python objects; "
+                             f"refused ({hint})")
+          nbytes = math.prod(shape) * dtype.itemsize
+          total += nbytes
+          if total > budget:
+            raise ValueError(
+                f"{path}: its arrays declare {total} bytes, far more than a "
+                f"{size}-byte file holds (a damaged or hostile file); {hint}")
+          data = bytearray()
+          while len(data) < nbytes:
+            chunk = f.read(min(1 << 20, nbytes - len(data)))
+            if not chunk:
+              raise ValueError(f"{path}: {info.filename} is truncated; "
+                               f"{hint}")
+            data += chunk
+          arr = np.frombuffer(data, dtype)
+          arrays[info.filename[:-len(".npy")]] = arr.reshape(
+              shape, order="F" if fortran else "C")
+  except ValueError as e:
+    msg = str(e)
+    raise ValueError(msg if msg.startswith(path) else
+                     f"{path} is not a readable .npz codes file ({msg}); "
+                     f"{hint}") from None
+  except (zipfile.BadZipFile, zlib.error, EOFError, OSError,
+          NotImplementedError) as e:
+    raise ValueError(f"{path} is not a readable .npz codes file (damaged: "
+                     f"{type(e).__name__}: {e}); {hint}") from None
+  return arrays
+
+
 def load_codes(path: str):
   """Read a codes .npz written by :func:`save_codes` (or ``padinv invert``).
 
@@ -136,19 +202,22 @@ def load_codes(path: str):
   """
   if not os.path.isfile(path):
     raise FileNotFoundError(f"codes file {path} does not exist")
-  try:
-    with np.load(path, allow_pickle=False) as z:
-      arrays = {k: z[k] for k in z.files}
-  except (OSError, ValueError) as e:
-    raise ValueError(f"{path} is not a readable .npz codes file ({e}); write "
-                     f"codes with `padinv invert` or apps.save_codes") from e
+  arrays = read_npz(path)
   missing = [k for k in ("ws", "num_ws", "pad_layer_num") if k not in arrays]
   if missing:
     raise ValueError(f"{path} is not a padinv codes file: keys {missing} are "
                      f"missing (found {sorted(arrays)})")
   ws = arrays.pop("ws")
-  meta = {"num_ws": int(arrays.pop("num_ws")),
-          "pad_layer_num": int(arrays.pop("pad_layer_num"))}
+  meta = {}
+  for key, hi in (("num_ws", 64), ("pad_layer_num", 5)):
+    v = arrays.pop(key)
+    if v.shape != () or v.dtype.kind not in "iu" or not 0 <= int(v) <= hi:
+      raise ValueError(f"{path}: {key} must be an integer in 0..{hi}, found "
+                       f"{v.dtype} {v.shape}")
+    meta[key] = int(v)
+  if ws.dtype.kind != "f" or any(v.dtype.kind != "f" for k, v in
+                                 arrays.items() if k.startswith("pad_")):
+    raise ValueError(f"{path}: codes must be floating-point arrays")
   pads = {k[len("pad_"):]: v for k, v in arrays.items()
           if k.startswith("pad_")}
   if ws.ndim != 3:

@@ -109,10 +109,40 @@ def padding_keys(pad_layer_num: int) -> tuple[str, ...]:
   return ("const",) + tuple(f"layer{2 * i}" for i in range(pad_layer_num))
 
 
+# What real networks have (NVIDIA, rosinality, Hammer, pSp configs), with
+# room: a value outside is a damaged or hostile file, refused before anything
+# is built from it (a 10**7-layer mapping costs minutes and gigabytes).
+LIMITS = {"z_dim": (1, 4096), "w_dim": (1, 4096), "mapping_layers": (1, 32),
+          "channel_base": (1, 1 << 20), "channel_max": (1, 4096),
+          "pad_layer_num": (1, 5)}
+
+
+def _int_in(c, name, lo, hi):
+  v = c.get(name)
+  if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+    raise ValueError(f"generator {name} must be an integer in {lo}..{hi}, "
+                     f"got {v!r}")
+
+
+def _positive_finite(v, name, allow_none=False):
+  if v is None and allow_none:
+    return
+  if (isinstance(v, bool) or not isinstance(v, (int, float))
+      or not math.isfinite(v) or v <= 0):
+    raise ValueError(f"generator {name} must be a positive finite number"
+                     f"{' or null' if allow_none else ''}, got {v!r}")
+
+
 def validate_generator_config(c) -> None:
+  """Raise ValueError unless every field is in the range real networks have."""
   r = c.resolution
-  if r < 16 or r > 1024 or (r & (r - 1)):
+  if (isinstance(r, bool) or not isinstance(r, int) or r < 16 or r > 1024
+      or (r & (r - 1))):
     raise ValueError(f"generator resolution must be a power of two in "
-                     f"[16, 1024], got {r}")
+                     f"[16, 1024], got {r!r}")
+  for name, (lo, hi) in LIMITS.items():
+    _int_in(c, name, lo, hi)
+  _positive_finite(c.get("mapping_lr_mul"), "mapping_lr_mul")
+  _positive_finite(c.get("conv_clamp"), "conv_clamp", allow_none=True)
   if not 1 <= c.pad_layer_num <= 5:
     raise ValueError(f"pad_layer_num must be in 1..5, got {c.pad_layer_num}")

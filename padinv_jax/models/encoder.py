@@ -187,6 +187,31 @@ def _enc_part(config):
   return config.encoder if "encoder" in config else config
 
 
+def _int_ok(v, lo, hi):
+  return not isinstance(v, bool) and isinstance(v, int) and lo <= v <= hi
+
+
+def _check_ranges(c) -> None:
+  """Every width and count in the range a real encoder has, before building."""
+  scalars = {"stem_channels": 4096, "fpn_channels": 4096, "w_dim": 4096,
+             "pad_units": 16, "pad_layer_num": 5, "input_size": 2048}
+  for name, hi in scalars.items():
+    v = c.get(name)
+    if not _int_ok(v, 0 if name == "pad_units" else 1, hi):
+      raise ValueError(f"encoder.{name} must be an integer in "
+                       f"{0 if name == 'pad_units' else 1}..{hi}, got {v!r}")
+  for name, n, lo, hi in (("stage_channels", 4, 1, 4096),
+                          ("codes_per_level", None, 0, 64),
+                          ("units", 4, 0, 64)):
+    v = c.get(name)
+    if v is None and name == "units":
+      continue
+    if (not isinstance(v, (tuple, list)) or (n and len(v) != n) or
+        not 1 <= len(v) <= 8 or not all(_int_ok(x, lo, hi) for x in v)):
+      raise ValueError(f"encoder.{name} must be {n or 'a few'} integers in "
+                       f"{lo}..{hi}, got {v!r}")
+
+
 def validate_encoder_config(enc_cfg) -> None:
   """Raises ValueError for configurations the original cannot run.
 
@@ -194,6 +219,7 @@ def validate_encoder_config(enc_cfg) -> None:
     enc_cfg: ``config.encoder`` (or a whole ModelConfig).
   """
   c = _enc_part(enc_cfg)
+  _check_ranges(c)
   if c.get("units") is not None:
     irse.unit_specs(units=c.units)  # validates the override
   elif c.depth not in irse.UNIT_COUNTS:

@@ -69,8 +69,7 @@ def check_tree(want, have, where: str, what: str = "the arrays") -> None:
 
 def has_format(path: str, fmt: str) -> bool:
   try:
-    with open(os.path.join(path, CONFIG_FILE)) as f:
-      return json.load(f).get("format") == fmt
+    return read_json(os.path.join(path, CONFIG_FILE)).get("format") == fmt
   except (OSError, ValueError, AttributeError):
     return False
 
@@ -119,6 +118,32 @@ def write_dir(path: str, meta: dict, arrays, *, overwrite: bool,
   return path
 
 
+MAX_JSON_BYTES = 1 << 20
+
+
+def read_json(path: str):
+  """A small JSON file, bounded: at most 1 MiB, no absurd nesting or NaN.
+
+  Raises:
+    ValueError: too large, not JSON, nested too deeply, or holding
+      NaN / Infinity (which json accepts and no config means).
+  """
+  size = os.path.getsize(path)
+  if size > MAX_JSON_BYTES:
+    raise ValueError(f"{size} bytes, more than a config ever holds "
+                     f"({MAX_JSON_BYTES})")
+  def no_constants(name):
+    raise ValueError(f"{name} is not a valid config value")
+  with open(path, "rb") as f:
+    text = f.read(MAX_JSON_BYTES + 1)
+  try:
+    return json.loads(text, parse_constant=no_constants)
+  except RecursionError:
+    raise ValueError("nested too deeply to be a config") from None
+  except UnicodeDecodeError as e:
+    raise ValueError(f"not UTF-8 text ({e.reason})") from None
+
+
 def read_meta(path: str, fmt: str, version: int, what: str,
               how_to: str) -> dict:
   """config.json of a directory, with errors that say what to do."""
@@ -133,8 +158,7 @@ def read_meta(path: str, fmt: str, version: int, what: str,
     raise ValueError(f"{path} is not a padinv_jax {what} directory (no "
                      f"{CONFIG_FILE}); give {how_to}")
   try:
-    with open(cfg_path) as f:
-      meta = json.load(f)
+    meta = read_json(cfg_path)
   except (OSError, ValueError) as e:
     raise ValueError(f"{cfg_path} could not be read as JSON ({e}); the "
                      f"directory is corrupt: re-create it") from e

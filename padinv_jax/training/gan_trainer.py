@@ -19,16 +19,15 @@ import time
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from padinv_jax.data import images_io
 from padinv_jax.data import image_arrays
 from padinv_jax.models import functional
 from padinv_jax.storage import model_dir
+from padinv_jax.training import checkpoints
 from padinv_jax.training import gan_lib
 
 
@@ -82,15 +81,6 @@ def export_generator(path, cfg, ema_vars):
                               overwrite=True)
 
 
-def _nonfinite_leaves(tree):
-  bad = []
-  for path, x in jax.tree_util.tree_leaves_with_path(tree):
-    if jnp.issubdtype(x.dtype, jnp.floating) and not bool(
-        jnp.all(jnp.isfinite(x))):
-      bad.append(jax.tree_util.keystr(path))
-  return bad
-
-
 def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains a GAN per ``cfg``; returns a summary (last metrics, paths)."""
   check_config(cfg)
@@ -138,26 +128,18 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
       e, functional.mapping(e, z, config=cfg.model), config=cfg.model))
 
   # -- Restore ---------------------------------------------------------------
-  ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
-  mngr = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(
-      max_to_keep=cfg.keep_checkpoints, create=True))
-  if mngr.latest_step() is not None:
-    target = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
-        abstract)
-    state = mngr.restore(mngr.latest_step(),
-                         args=ocp.args.StandardRestore(target))
+  ckpts = checkpoints.Checkpoints(os.path.join(workdir, "checkpoints"),
+                                  cfg.keep_checkpoints)
+  restored = ckpts.restore_latest(jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
+      abstract))
+  if restored is not None:
+    state = restored
     logging.info("resumed from step %d", int(state.step))
   start = int(state.step)
 
   def save(step):
-    bad = _nonfinite_leaves(state)
-    if bad:
-      raise FloatingPointError(
-          f"step {step}: non-finite values in {len(bad)} leaves "
-          f"({', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}); not "
-          f"saving; the last good checkpoint in {ckpt_dir} is kept")
-    mngr.save(step, args=ocp.args.StandardSave(state), force=True)
+    ckpts.save(step, state)
     if is_main:
       export_generator(os.path.join(workdir, "generator"), cfg, state.ema)
 
@@ -233,7 +215,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         save(done)
         break
   finally:
-    mngr.wait_until_finished()
+    ckpts.wait()
     signal.signal(signal.SIGTERM, old_handler)
     if progress:
       progress.close()

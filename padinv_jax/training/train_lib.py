@@ -221,15 +221,29 @@ def discriminator_loss(d_params, real, fake, *, nets: LossNets, r1_gamma):
                 "d_real": jnp.mean(real_scores), "d_fake": jnp.mean(fake_scores)}
 
 
+def all_finite(tree):
+  """[] bool: every floating-point leaf of tree is finite."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.floating)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
 def _apply(tx, grads, opt_state, params, finite, skip_nonfinite):
+  """The optimiser step; with skip_nonfinite a step whose loss, new params or
+  new optimiser state is not finite leaves everything as it was.
+
+  Returns (params, opt_state, ok) with ok [] bool (the step was taken).
+  """
   updates, new_opt_state = tx.update(grads, opt_state, params)
   new_params = optax.apply_updates(params, updates)
+  ok = finite
   if skip_nonfinite:
+    ok = finite & all_finite(new_params) & all_finite(new_opt_state)
     keep = lambda new, old: jax.tree_util.tree_map(
-        lambda a, b: jnp.where(finite, a, b), new, old)
+        lambda a, b: jnp.where(ok, a, b), new, old)
     new_params = keep(new_params, params)
     new_opt_state = keep(new_opt_state, opt_state)
-  return new_params, new_opt_state
+  return new_params, new_opt_state, ok
 
 
 def train_step(state: TrainState, frozen, images, *, encoder, model_cfg, cfg,
@@ -252,15 +266,16 @@ def train_step(state: TrainState, frozen, images, *, encoder, model_cfg, cfg,
     grads = jax.lax.pmean(grads, axis_name)
     m = jax.lax.pmean(m, axis_name)
     loss = m["loss"]
-  finite = jnp.isfinite(loss)
+  finite = jnp.isfinite(loss) & all_finite(batch_stats)
   m["grad_norm"] = global_norm(grads)
   grads = sanitize_grads(grads, optim_cfg.grad_clamp)
-  params, opt_state = _apply(tx, grads, state.opt_state, state.params, finite,
-                             optim_cfg.skip_nonfinite)
+  params, opt_state, ok = _apply(tx, grads, state.opt_state, state.params,
+                                 finite, optim_cfg.skip_nonfinite)
   if optim_cfg.skip_nonfinite:
+    # A skipped step leaves the BatchNorm statistics as they were too.
     batch_stats = jax.tree_util.tree_map(
-        lambda a, b: jnp.where(finite, a, b), batch_stats, state.batch_stats)
-  m["skipped"] = jnp.logical_not(finite).astype(jnp.float32)
+        lambda a, b: jnp.where(ok, a, b), batch_stats, state.batch_stats)
+  m["skipped"] = jnp.logical_not(ok).astype(jnp.float32)
 
   d_params, d_opt_state = state.d_params, state.d_opt_state
   if use_d:
@@ -268,7 +283,13 @@ def train_step(state: TrainState, frozen, images, *, encoder, model_cfg, cfg,
                  "buffers": frozen["encoder_buffers"]}
     (ws, paddings), mutated = encoder.apply(variables, images, train=True,
                                             mutable=["batch_stats"])
-    batch_stats = mutated["batch_stats"]
+    if optim_cfg.skip_nonfinite:
+      keep_new = ok & all_finite(mutated["batch_stats"])
+      batch_stats = jax.tree_util.tree_map(
+          lambda a, b: jnp.where(keep_new, a, b), mutated["batch_stats"],
+          batch_stats)
+    else:
+      batch_stats = mutated["batch_stats"]
     fake = functional.synthesize(frozen["generator"], ws, paddings,
                                  config=model_cfg.generator,
                                  dtype=compute_dtype)
@@ -284,8 +305,8 @@ def train_step(state: TrainState, frozen, images, *, encoder, model_cfg, cfg,
       dm = jax.lax.pmean(dm, axis_name)
     d_finite = jnp.isfinite(dm["d_loss"])
     d_grads = sanitize_grads(d_grads, optim_cfg.grad_clamp)
-    d_params, d_opt_state = _apply(d_tx, d_grads, d_opt_state, d_params,
-                                   d_finite, optim_cfg.skip_nonfinite)
+    d_params, d_opt_state, _ = _apply(d_tx, d_grads, d_opt_state, d_params,
+                                      d_finite, optim_cfg.skip_nonfinite)
     m.update(dm)
 
   new_state = state.replace(step=state.step + 1, params=params,

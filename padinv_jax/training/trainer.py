@@ -11,20 +11,19 @@ import json
 import os
 import signal
 import time
-from typing import Any, Optional
+from typing import Optional
 
 from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
-import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from padinv_jax.models import encoder as encoder_lib
 from padinv_jax.models import functional
 from padinv_jax.data import images_io
+from padinv_jax.training import checkpoints
 from padinv_jax.training import loss_nets
 from padinv_jax.storage import part_dir
 from padinv_jax.training import train_lib
@@ -179,15 +178,13 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
       downsample="nearest"))
 
   # -- Restore ---------------------------------------------------------------
-  ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
-  mngr = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(
-      max_to_keep=cfg.keep_checkpoints, create=True))
-  if mngr.latest_step() is not None:
-    target = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
-        abstract_state)
-    state = mngr.restore(mngr.latest_step(),
-                         args=ocp.args.StandardRestore(target))
+  ckpts = checkpoints.Checkpoints(os.path.join(workdir, "checkpoints"),
+                                  cfg.keep_checkpoints)
+  restored = ckpts.restore_latest(jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
+      abstract_state))
+  if restored is not None:
+    state = restored
     logging.info("resumed from step %d", int(state.step))
   start_step = int(state.step)
   if pmap_mode:
@@ -197,7 +194,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     return jax.tree_util.tree_map(lambda x: x[0], state) if pmap_mode else state
 
   def save(step, force=False):
-    mngr.save(step, args=ocp.args.StandardSave(host_state()), force=force)
+    del force  # every save is forced and waited for (checksums follow it)
+    ckpts.save(step, host_state())
 
   # -- Loop ------------------------------------------------------------------
   writer = _summary_writer(workdir) if is_main else None
@@ -257,7 +255,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         save(step, force=True)
         break
   finally:
-    mngr.wait_until_finished()
+    ckpts.wait()
     signal.signal(signal.SIGTERM, old_handler)
     if progress:
       progress.close()
