@@ -5,10 +5,12 @@ Kept apart from cli.py so the command definitions read as what they compute.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import sys
 import tempfile
+import warnings
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -73,6 +75,22 @@ def unique_stems(files: Sequence[str]) -> list[str]:
   return out
 
 
+# Honour EXIF orientation (phone photos) unless `--ignore-exif` (cv2-style:
+# the stored pixels as they are, for bit-exact training preprocessing).
+EXIF_ORIENTATION = True
+
+
+def _exif_orientation(data: bytes) -> int:
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+      with Image.open(io.BytesIO(data)) as img:
+        return int(img.getexif().get(0x0112, 1))
+  except Exception:  # pylint: disable=broad-except
+    return 1  # decode_image reports unreadable files
+
+
 def read_image(path: str, size: int) -> np.ndarray:
   """One image file -> uint8 [size, size, 3], preprocessed as in training.
 
@@ -87,8 +105,13 @@ def read_image(path: str, size: int) -> np.ndarray:
       data = f.read()
   except OSError as e:
     raise InputError(f"{path}: cannot read ({e.strerror or e})") from e
+  orientation = _exif_orientation(data)
+  if orientation != 1:
+    warn(f"{path}: EXIF orientation {orientation} "
+         f"{'applied' if EXIF_ORIENTATION else 'ignored (--ignore-exif)'}")
   try:
-    img = preprocess.decode_image(data, path)
+    img = preprocess.decode_image(data, path,
+                                  exif_orientation=EXIF_ORIENTATION)
   except preprocess.ImageDecodeError as e:
     raise InputError(str(e)) from e
   if img.shape[:2] != (size, size):

@@ -29,6 +29,7 @@ from padinv_jax.cli import files as cli_io
 from padinv_jax.cli import run as cli_run
 from padinv_jax.data import images_io
 from padinv_jax.cli.files import InputError
+from padinv_jax.storage import interrupts
 
 GRID_MAX_ROWS = 64  # a grid of a whole folder would be unreadable anyway
 
@@ -313,6 +314,9 @@ def _common(p, needs_encoder=True):
                  help="replace existing output files")
   p.add_argument("--batch-size", type=int, default=8,
                  help="images per batch (lower it to fit memory)")
+  p.add_argument("--ignore-exif", action="store_true",
+                 help="keep the stored pixels of photos with an EXIF "
+                      "orientation tag (default: rotate them upright)")
   p.set_defaults(needs_encoder=needs_encoder)
 
 
@@ -435,15 +439,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     stderr (argparse does the same for malformed options).
   """
   args = build_parser().parse_args(argv)
+  cli_io.EXIF_ORIENTATION = not args.ignore_exif
   try:
     if args.batch_size < 1:
       raise InputError(f"--batch-size must be at least 1, got "
                        f"{args.batch_size}")
     if getattr(args, "steps", 2) < 2:
       raise InputError(f"--steps must be at least 2, got {args.steps}")
-    with cli_io.Outputs(args.out, args.overwrite) as outs:
+    with interrupts.terminate_as_interrupt(), cli_io.Outputs(
+        args.out, args.overwrite) as outs:
       model = cli_run.Model.load(args.model, args.needs_encoder)
       summary = args.func(args, model, outs)
+  except KeyboardInterrupt as e:
+    what = "terminated" if isinstance(e, interrupts.Terminated) else (
+        "interrupted")
+    print(f"padinv {args.command}: {what}; nothing was written to "
+          f"{args.out}", file=sys.stderr)
+    raise SystemExit(interrupts.EXIT_INTERRUPTED) from None
   except (InputError, ValueError, OSError) as e:
     if args.traceback:
       raise

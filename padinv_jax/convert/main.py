@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 from padinv_jax.convert import common
 from padinv_jax.convert import torch_files
 from padinv_jax.convert.errors import ConvertError
+from padinv_jax.storage import interrupts
 
 FORMATS = ("auto", "nvidia", "rosinality", "hammer", "padinv", "psp", "e4e",
            "arcface", "lpips")
@@ -148,6 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Optional[Sequence[str]] = None) -> int:
   """The padinv-convert command; returns the exit status (0 ok, 2 error)."""
   args = build_parser().parse_args(argv)
+  try:
+    with interrupts.terminate_as_interrupt():
+      return _run(args)
+  except KeyboardInterrupt:
+    print(f"padinv-convert: interrupted; {args.dst} was not written",
+          file=sys.stderr)
+    return interrupts.EXIT_INTERRUPTED
+
+
+def _run(args) -> int:
   try:
     if args.to:
       from padinv_jax.convert import export_rosinality  # pylint: disable=import-outside-toplevel

@@ -8,7 +8,7 @@ orbax writes the step (a crash in between leaves a checksum without a step,
 which is pruned). A step without a checksum file (saved by an older
 padinv_jax) is taken if finite, with a warning that it is unverified. A restore walks the steps newest first and takes the first
 one that orbax reads, that matches its checksums and that is finite; each
-one skipped is named in the log with the reason. If steps exist and none is
+one skipped is named in the log with the reason and moved to DIR-corrupt/. If steps exist and none is
 intact, it raises instead of silently starting over.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from typing import Any, Optional
 
 from absl import logging
@@ -63,10 +64,32 @@ class Checkpoints:
 
   def __init__(self, directory: str, keep: int):
     self.directory = os.path.abspath(directory)
+    self._keep = keep
+    self._open()
+    self._sums_dir = os.path.join(self.directory, "checksums")
+
+  def _open(self):
     self.mngr = ocp.CheckpointManager(
         self.directory, options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True))
-    self._sums_dir = os.path.join(self.directory, "checksums")
+            max_to_keep=self._keep, create=True))
+
+  def _set_aside(self, steps):
+    """Move corrupt steps to DIR-corrupt/ (kept for inspection, out of the
+    way of the steps the resumed run will write under the same numbers)."""
+    if not steps or jax.process_index() != 0:
+      return
+    self.mngr.close()
+    aside = self.directory + "-corrupt"
+    os.makedirs(aside, exist_ok=True)
+    for step in steps:
+      src = os.path.join(self.directory, str(step))
+      dst = os.path.join(aside, f"{step}-{int(time.time())}")
+      if os.path.exists(src):
+        os.replace(src, dst)
+        logging.warning("moved corrupt checkpoint %d to %s", step, dst)
+      if os.path.exists(self._sums_path(step)):
+        os.remove(self._sums_path(step))
+    self._open()
 
   def _sums_path(self, step: int) -> str:
     return os.path.join(self._sums_dir, f"{step}.json")
@@ -137,7 +160,7 @@ class Checkpoints:
       CorruptCheckpointsError: steps exist and none is intact.
     """
     steps = sorted(self.mngr.all_steps(), reverse=True)
-    reasons = []
+    reasons, corrupt = [], []
     for step in steps:
       try:
         state = self.mngr.restore(step, args=ocp.args.StandardRestore(target))
@@ -150,10 +173,12 @@ class Checkpoints:
           if reasons:
             logging.warning("resuming from step %d, the newest intact "
                             "checkpoint", step)
+            self._set_aside(corrupt)
           return state
       logging.warning("checkpoint %d in %s is corrupt: %s; trying an older "
                       "one", step, self.directory, why)
       reasons.append(f"step {step}: {why}")
+      corrupt.append(step)
     if steps:
       raise CorruptCheckpointsError(
           f"no intact checkpoint in {self.directory} ({'; '.join(reasons)}); "
