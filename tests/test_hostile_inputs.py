@@ -19,7 +19,6 @@ import torch
 from PIL import Image
 
 from padinv_jax.cli import main as cli
-from padinv_jax.convert import main as convert_main
 from padinv_jax.data import preprocess
 from padinv_jax.inversion import codes as codes_lib
 from padinv_jax.training import checkpoints

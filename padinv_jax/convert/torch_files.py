@@ -178,7 +178,11 @@ def _read_member(zf: zipfile.ZipFile, member: str, name: str) -> bytes:
         if len(out) > info.file_size:
           raise CorruptFileError(f"{name}: zip member {member} holds more "
                                  f"than its declared {info.file_size} bytes")
-  except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+  except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError,
+          OverflowError, ValueError, OSError, RuntimeError) as e:
+    # RuntimeError: a damaged flag marking the member encrypted.
+    # A damaged header can name an unknown zip version or compression method
+    # (NotImplementedError) or an offset past any file (OverflowError).
     raise CorruptFileError(f"{name}: zip member {member} is damaged ({e})"
                            ) from None
   return bytes(out)
@@ -188,7 +192,8 @@ def read_zip(path_or_file, name: str) -> Any:
   """Read a torch zip-format file (``torch.save`` since torch 1.6)."""
   try:
     zf = zipfile.ZipFile(path_or_file)
-  except (zipfile.BadZipFile, OSError, ValueError) as e:
+  except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError,
+          OverflowError) as e:
     raise CorruptFileError(f"{name}: truncated or damaged torch zip file "
                            f"({e})") from None
   with zf:

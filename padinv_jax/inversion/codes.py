@@ -180,7 +180,9 @@ def read_npz(path: str, max_inflation: int = MAX_INFLATION) -> dict:
                      f"{path} is not a readable .npz codes file ({msg}); "
                      f"{hint}") from None
   except (zipfile.BadZipFile, zlib.error, EOFError, OSError,
-          NotImplementedError) as e:
+          NotImplementedError, OverflowError, RuntimeError) as e:
+    # (damaged headers: unknown methods, offsets past the file, an
+    # "encrypted" flag)
     raise ValueError(f"{path} is not a readable .npz codes file (damaged: "
                      f"{type(e).__name__}: {e}); {hint}") from None
   return arrays
