@@ -26,7 +26,7 @@ ALLOWED = {
     "storage": {"models", "losses", "evaluation", "inversion"},
     "convert": {"models", "losses", "storage"},
     "training": {"models", "losses", "evaluation", "data", "inversion",
-                 "storage"},
+                 "storage", "convert"},
     "cli": {"models", "losses", "evaluation", "data", "inversion", "storage",
             "convert"},
 }

