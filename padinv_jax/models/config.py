@@ -34,6 +34,9 @@ def generator_config(**overrides: Any) -> ml_collections.ConfigDict:
     A ConfigDict; ``num_ws`` is derived from ``resolution`` (2 log2 R - 2).
   """
   c = ml_collections.ConfigDict()
+  # "stylegan2" (config-F, models/stylegan2.py) or "stylegan1" (G_style,
+  # models/stylegan1.py: channel_base 16384 gives NVIDIA's 8192 / 2^stage).
+  c.family = "stylegan2"
   c.resolution = 1024
   c.z_dim = 512
   c.w_dim = 512
@@ -112,6 +115,7 @@ def padding_keys(pad_layer_num: int) -> tuple[str, ...]:
 # What real networks have (NVIDIA, rosinality, Hammer, pSp configs), with
 # room: a value outside is a damaged or hostile file, refused before anything
 # is built from it (a 10**7-layer mapping costs minutes and gigabytes).
+FAMILIES = ("stylegan2", "stylegan1")
 LIMITS = {"z_dim": (1, 4096), "w_dim": (1, 4096), "mapping_layers": (1, 32),
           "channel_base": (1, 1 << 20), "channel_max": (1, 4096),
           "pad_layer_num": (1, 5)}
@@ -142,6 +146,12 @@ def validate_generator_config(c) -> None:
                      f"[16, 1024], got {r!r}")
   for name, (lo, hi) in LIMITS.items():
     _int_in(c, name, lo, hi)
+  family = c.get("family", "stylegan2")
+  if family not in FAMILIES:
+    raise ValueError(f"generator family must be one of {FAMILIES}, got "
+                     f"{family!r}")
+  if family == "stylegan1" and c.get("conv_clamp") is not None:
+    raise ValueError("StyleGAN1 has no conv_clamp; set it to null")
   _positive_finite(c.get("mapping_lr_mul"), "mapping_lr_mul")
   _positive_finite(c.get("conv_clamp"), "conv_clamp", allow_none=True)
   if not 1 <= c.pad_layer_num <= 5:

@@ -15,13 +15,17 @@ import jax
 import jax.numpy as jnp
 
 from padinv_jax.models import config as config_lib
+from padinv_jax.models import stylegan1
 from padinv_jax.models import stylegan2
 
 
 def _generator(config, dtype=jnp.float32):
   gen_cfg = config_lib.gen_part(config)
   config_lib.validate_generator_config(gen_cfg)
-  return gen_cfg, stylegan2.build_generator(gen_cfg, dtype)
+  family = gen_cfg.get("family", "stylegan2")
+  build = (stylegan1.build_generator if family == "stylegan1"
+           else stylegan2.build_generator)
+  return gen_cfg, build(gen_cfg, dtype)
 
 
 def init_generator(rng, config):
