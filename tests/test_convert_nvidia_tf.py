@@ -94,14 +94,19 @@ def tf_pickle(sd, marker) -> bytes:
         "mapping": net("G_mapping", mapping),
         "synthesis": net("G_synthesis", synthesis)})
 
+  return pickle_networks((gen("G"), net("D", {"Output/bias": np.zeros(1)}),
+                          gen("Gs")))
+
+
+def pickle_networks(obj) -> bytes:
+  """pickle.dumps with dnnlib.tflib.network importable as a stand-in."""
   mods = ("dnnlib", "dnnlib.tflib", "dnnlib.tflib.network")
   saved = {m: sys.modules.get(m) for m in mods}
   for m in mods:
     sys.modules[m] = type(sys)(m)
   sys.modules["dnnlib.tflib.network"].Network = Network
   try:
-    return pickle.dumps((gen("G"), net("D", {"Output/bias": np.zeros(1)}),
-                         gen("Gs")), protocol=3)
+    return pickle.dumps(obj, protocol=3)
   finally:
     for m, v in saved.items():
       if v is None:

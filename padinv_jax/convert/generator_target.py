@@ -57,7 +57,7 @@ def split_synthesis_path(path: str) -> Optional[tuple[str, int, int, str]]:
 
 def make_gen_config(resolution, z_dim, w_dim, mapping_layers, channel_base,
                     channel_max, conv_clamp=None, mapping_lr_mul=0.01,
-                    pad_layer_num=None):
+                    pad_layer_num=None, family="stylegan2"):
   """A generator ConfigDict from what a file says (pad_layer_num defaulted).
 
   Checked against the ranges real networks have before anything is built
@@ -70,7 +70,7 @@ def make_gen_config(resolution, z_dim, w_dim, mapping_layers, channel_base,
       conv_clamp=None if conv_clamp is None else float(conv_clamp),
       mapping_lr_mul=float(mapping_lr_mul),
       pad_layer_num=(default_pad_layer_num(resolution) if pad_layer_num is None
-                     else int(pad_layer_num)))
+                     else int(pad_layer_num)), family=str(family))
   try:
     config_lib.validate_generator_config(c)
   except ValueError as e:

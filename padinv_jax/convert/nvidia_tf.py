@@ -169,10 +169,12 @@ def convert(obj, entry: Optional[str] = None) -> common.Converted:
                        f"of {sorted(ENTRIES)}, got {entry!r}")
   net = obj[ENTRIES[entry]]
   state = net.state
+  params = tf_params(net)
+  if is_stylegan1(params):
+    return convert_stylegan1(state, params, entry)
   if int(state.get("version", 0) or 0) < 4:
     raise ConvertError(f"{NAME} version {state.get('version')} is too old "
-                       "(StyleGAN1?); only StyleGAN2 pickles are supported")
-  params = tf_params(net)
+                       "and holds no StyleGAN1 G_style variables")
   kw = dict(state.get("static_kwargs") or {})
   fields = config_fields(kw, params)
   gen_cfg = gt.make_gen_config(**fields)
@@ -187,3 +189,67 @@ def convert(obj, entry: Optional[str] = None) -> common.Converted:
   return common.Converted("model", common.generator_model_config(gen_cfg),
                           {"generator": variables}, desc,
                           notes=["the embedded TF build source was not run"])
+
+
+# ----------------------------------------------------------------- StyleGAN1
+
+SG1_NAME = "NVIDIA TensorFlow StyleGAN1 pickle"
+
+
+def is_stylegan1(params) -> bool:
+  """G_style variables: AdaIN StyleMod layers and a ToRGB per lod."""
+  return ("synthesis/ToRGB_lod0/weight" in params and
+          any(k.endswith("/StyleMod/weight") for k in params))
+
+
+def stylegan1_fields(kw: dict, params: dict) -> dict:
+  dense = [int(m.group(1)) for k in params
+           for m in [re.match(r"mapping/Dense(\d+)/weight$", k)] if m]
+  res = [int(m.group(1)) for k in params
+         for m in [re.match(r"synthesis/(\d+)x\d+/Conv1/weight$", k)] if m]
+  if not dense or "synthesis/4x4/Const/const" not in params:
+    raise ConvertError(f"{SG1_NAME}: no mapping/Dense* or 4x4/Const")
+  for k, want in (("label_size", 0), ("num_channels", 3),
+                  ("structure", None), ("use_noise", True),
+                  ("use_pixel_norm", False), ("use_instance_norm", True),
+                  ("use_styles", True), ("nonlinearity", "lrelu")):
+    v = kw.get(k)
+    if v is not None and want is not None and v != want:
+      raise ConvertError(f"{SG1_NAME} with unsupported option {k}={v!r}")
+  channels = {4: params["synthesis/4x4/Const/const"].shape[1]}
+  for r in res:
+    channels[r] = params[f"synthesis/{r}x{r}/Conv1/weight"].shape[-1]
+  try:
+    base, cmax = gt.infer_channel_base_max(channels)
+  except ValueError as e:
+    raise ConvertError(f"{SG1_NAME}: {e}") from None
+  resolution = max(res) if res else 4
+  said = kw.get("resolution")
+  if said is not None and int(said) != resolution:
+    raise ConvertError(f"{SG1_NAME}: static_kwargs resolution {said} but "
+                       f"weights up to {resolution} px")
+  return dict(resolution=resolution,
+              z_dim=params["mapping/Dense0/weight"].shape[0],
+              w_dim=params[f"mapping/Dense{max(dense)}/weight"].shape[1],
+              mapping_layers=max(dense) + 1, channel_base=base,
+              channel_max=cmax, conv_clamp=None,
+              mapping_lr_mul=float(kw.get("mapping_lrmul") or 0.01),
+              family="stylegan1")
+
+
+def convert_stylegan1(state, params, entry) -> common.Converted:
+  # pylint: disable=import-outside-toplevel
+  from padinv_jax.convert import stylegan1_keys
+  kw = dict(state.get("static_kwargs") or {})
+  gen_cfg = gt.make_gen_config(**stylegan1_fields(kw, params))
+  variables = stylegan1_keys.convert_generator(
+      params, gen_cfg, f"TF {state.get('name', entry)}")
+  desc = (f"{SG1_NAME}, network {state.get('name', '?')} ({entry}): "
+          f"{gen_cfg.resolution} px, z {gen_cfg.z_dim}, w {gen_cfg.w_dim}, "
+          f"{gen_cfg.mapping_layers} mapping layers, channels "
+          f"{gen_cfg.channel_base}/{gen_cfg.channel_max}")
+  notes = ["the embedded TF build source was not run",
+           "NVIDIA's inference defaults truncate (psi 0.7, cutoff 8): pass "
+           "them explicitly; padinv_jax's mapping default psi 1 does not"]
+  return common.Converted("model", common.generator_model_config(gen_cfg),
+                          {"generator": variables}, desc, notes=notes)
