@@ -73,3 +73,66 @@ def test_tf_stylegan1_with_a_missing_variable_is_refused(tmp_path, capsys):
   err = capsys.readouterr().err
   assert "16x16/Conv1/StyleMod/bias" in err and len(err.splitlines()) == 1
   assert not (tmp_path / "m").exists()
+
+
+def hammer_state_dict(sd):
+  """NVIDIA-named reference weights -> Hammer's StyleGAN1 generator keys."""
+  from padinv_jax.convert import stylegan1_keys  # pylint: disable=g-import-not-at-top
+  names = [n.replace("_", "/", 1) for n in stylegan1_keys.layer_names(RES)]
+  out = {"w_avg": sd["dlatent_avg"], "synthesis.lod": sd["synthesis/lod"]}
+  for k, v in sd.items():
+    if k.startswith("mapping/Dense"):
+      i, leaf = k.split("/")[1][5:], k.split("/")[2]
+      out[f"mapping.dense{i}.{leaf}"] = v.T if leaf == "weight" else v
+  blur = torch.tensor([[1., 2., 1.], [2., 4., 2.], [1., 2., 1.]]) / 16
+  for i, n in enumerate(names):
+    pre, h = f"synthesis/{n}/", f"synthesis.layer{i}."
+    if i == 0:
+      out[h + "const"] = sd[pre + "const"]
+    else:
+      out[h + "weight"] = sd[pre + "weight"].permute(3, 2, 0, 1)
+    if "Conv0_up" in n:
+      out[h + "filter"] = blur
+    out[h + "bias"] = sd[pre + "bias"]
+    out[h + "style.weight"] = sd[pre + "StyleMod/weight"].T
+    out[h + "style.bias"] = sd[pre + "StyleMod/bias"]
+    out[h + "noise_strength"] = sd[pre + "Noise/weight"].reshape(1, -1, 1, 1)
+    out[h + "noise"] = sd[f"synthesis/noise{i}"]
+  n_out = int(np.log2(RES)) - 1
+  for b in range(n_out):
+    lod = n_out - 1 - b
+    out[f"synthesis.output{b}.weight"] = sd[
+        f"synthesis/ToRGB_lod{lod}/weight"].permute(3, 2, 0, 1)
+    out[f"synthesis.output{b}.bias"] = sd[f"synthesis/ToRGB_lod{lod}/bias"]
+  return out
+
+
+def test_hammer_stylegan1_checkpoint_matches_torch(tmp_path, capsys):
+  sd = ref.state_dict(RES, Z, W, MLP, channel_base=512, channel_max=32,
+                      seed=12)
+  h = hammer_state_dict(sd)
+  src = tmp_path / "stylegan_tiny.pth"
+  torch.save({"models": {"generator_smooth": h, "generator": h}}, str(src))
+  dst = tmp_path / "model"
+  assert convert_main.run([str(src), str(dst)]) == 0, capsys.readouterr().err
+  model = model_dir.load(str(dst))
+  assert model.config.generator.family == "stylegan1"
+  ws = np.random.default_rng(3).standard_normal((2, 8, W)).astype(np.float32)
+  with torch.no_grad():
+    want = ref.synthesis({k: v.double() for k, v in sd.items()},
+                         torch.from_numpy(ws).double(), RES)
+  want = want.numpy().transpose(0, 2, 3, 1)
+  got = model.synthesize(ws)
+  assert np.max(np.abs(got - want)) / np.max(np.abs(want)) <= 1e-5
+
+
+def test_rosinality_style_based_gan_is_refused_with_the_reason(tmp_path,
+                                                               capsys):
+  g = {"generator.progression.0.conv1.input": torch.randn(1, 8, 4, 4),
+       "style.1.linear.weight_orig": torch.randn(8, 8)}
+  src = tmp_path / "train_step-3.model"
+  torch.save({"generator": g, "g_running": g, "discriminator": {}}, str(src))
+  assert convert_main.run([str(src), str(tmp_path / "m")]) == 2
+  err = capsys.readouterr().err
+  assert "style-based-gan" in err and "bias" in err
+  assert len(err.strip().splitlines()) == 1

@@ -22,3 +22,17 @@ def test_encoder_trains_on_a_tiny_stylegan1(tmp_path, padding):
   first, last = final["history"][0]["loss"], final["history"][-1]["loss"]
   assert np.isfinite(last) and last < 0.8 * first, (first, last)
   assert np.isfinite(final["eval"]["mse"])
+
+
+@pytest.mark.parametrize("name,padding", [("celebahq_stylegan1", True),
+                                          ("psp_celebahq_stylegan1", False)])
+def test_fig_s7_configs_are_stylegan1(name, padding):
+  from padinv_jax.models import config as config_lib  # pylint: disable=g-import-not-at-top
+  from padinv_jax.models import encoder as encoder_lib  # pylint: disable=g-import-not-at-top
+  cfg = importlib.import_module(f"configs.{name}").get_config()
+  g = cfg.model.generator
+  assert (g.family, g.resolution, g.channel_base) == ("stylegan1", 1024,
+                                                      16384)
+  assert config_lib.channels(g, 32) == 512 == cfg.model.encoder.fpn_channels
+  assert cfg.model.encoder.use_padding_space is padding
+  encoder_lib.check_compatible(cfg.model)

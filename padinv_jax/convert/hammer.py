@@ -32,7 +32,8 @@ def _models(obj) -> Optional[dict]:
     return obj["models"]
   # The official loader also accepts a bare {'generator': ..., ...}.
   if isinstance(obj, dict) and any(
-      isinstance(obj.get(k), dict) and "synthesis.early_layer.const" in obj[k]
+      isinstance(obj.get(k), dict) and ("synthesis.early_layer.const" in obj[k]
+                                        or "synthesis.layer0.const" in obj[k])
       for k in ("generator", "generator_smooth")):
     return obj
   return None
@@ -144,6 +145,13 @@ def convert_generator(obj, models, entry, pad_layer_num=None):
   from padinv_jax.convert import padinv_keys  # pylint: disable=import-outside-toplevel
   name, sd = pick_generator(models, entry)
   sd = common.as_state_dict(sd, f"models.{name}")
+  from padinv_jax.convert import stylegan1_keys  # pylint: disable=import-outside-toplevel
+  if stylegan1_keys.is_hammer_stylegan1(sd):
+    nv = stylegan1_keys.hammer_to_nvidia(sd)
+    gen_cfg = gt.make_gen_config(**stylegan1_keys.fields_from_nvidia(nv),
+                                 pad_layer_num=pad_layer_num)
+    return name, gen_cfg, stylegan1_keys.convert_generator(
+        nv, gen_cfg, f"Hammer StyleGAN1 models.{name}")
   gen_cfg = generator_config(sd, _kwargs(obj, name) or _kwargs(
       obj, "generator"), f"models.{name}", pad_layer_num)
   return name, gen_cfg, padinv_keys.generator_from_hammer(sd, gen_cfg)

@@ -30,7 +30,29 @@ from padinv_jax.convert.errors import ConvertError
 NAME = "rosinality stylegan2-pytorch checkpoint"
 
 
+def _style_based_gan(obj) -> bool:
+  """rosinality/style-based-gan-pytorch (StyleGAN1): train_step-*.model."""
+  if not isinstance(obj, dict):
+    return False
+  nets = [obj.get(k) for k in ("g_running", "generator")] + [obj]
+  return any(isinstance(n, dict) and any(
+      str(k).startswith(("generator.progression.", "progression."))
+      for k in n) for n in nets)
+
+
+STYLE_BASED_GAN_REFUSED = (
+    "rosinality style-based-gan-pytorch (StyleGAN1) checkpoint: not "
+    "supported. Its network is not NVIDIA's: the up-sampling conv's bias is "
+    "added before the blur (edges get 12/16 of it, corners 9/16, and "
+    "instance norm spreads that everywhere), instance norm uses eps 1e-5, "
+    "and each block shares one style and one noise map between its two "
+    "convs, so no exact conversion to NVIDIA's G_style exists. Convert "
+    "NVIDIA's TF pickle or a Hammer StyleGAN1 checkpoint instead")
+
+
 def detect(obj) -> Optional[str]:
+  if _style_based_gan(obj):
+    return "rosinality"
   if (isinstance(obj, dict) and "state_dict" not in obj
       and isinstance(obj.get("g_ema"), dict)
       and "input.input" in obj["g_ema"]):
@@ -159,6 +181,8 @@ def convert(obj, fmt: str = "rosinality", entry: Optional[str] = None,
             explicit: bool = False) -> common.Converted:
   """A rosinality checkpoint -> a generator-only model (g_ema by default)."""
   del fmt, explicit
+  if _style_based_gan(obj):
+    raise ConvertError(STYLE_BASED_GAN_REFUSED)
   entry = entry or "g_ema"
   if not isinstance(obj, dict) or entry not in obj:
     found = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj)

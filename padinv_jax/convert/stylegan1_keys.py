@@ -87,3 +87,98 @@ def convert_generator(variables: Mapping[str, np.ndarray], gen_cfg,
                       re.match(r"synthesis/ToRGB_lod[1-9]\d*/", k) is not None)
   return common.assign(target, sd, rule_for(int(gen_cfg.resolution)),
                        what=what, ignore=ignore)
+
+
+def is_hammer_stylegan1(sd: Mapping) -> bool:
+  return "synthesis.layer0.const" in sd and any(
+      k.endswith(".style.weight") for k in sd)
+
+
+def hammer_to_nvidia(sd: Mapping[str, np.ndarray]) -> dict:
+  """Hammer's StyleGAN1 state dict -> NVIDIA TF variable names and layouts.
+
+  DESIGN.md section 10: mapping.dense{i}.weight [out, in] = W^T; layer{i}
+  OIHW = TF HWIO permuted (3, 2, 0, 1), no flip; style [2C, w] = StyleMod^T;
+  noise_strength [1, C, 1, 1]; noise [1, 1, r, r] = noise{i}; output{b} =
+  ToRGB_lod{log2 R - 2 - b}; layer filters are the blur kernel (checked).
+  """
+  out = {}
+  layers = sorted({int(m.group(1)) for k in sd
+                   for m in [re.match(r"synthesis\.layer(\d+)\.", k)] if m})
+  outputs = sorted({int(m.group(1)) for k in sd
+                    for m in [re.match(r"synthesis\.output(\d+)\.", k)] if m})
+  if not layers or not outputs:
+    raise ConvertError("a Hammer StyleGAN1 generator needs synthesis.layer* "
+                       "and synthesis.output* weights")
+  resolution = 4 * 2 ** max(outputs)
+  names = [n.replace("_", "/", 1) for n in layer_names(resolution)]
+  if max(layers) != len(names) - 1:
+    raise ConvertError(f"Hammer StyleGAN1: {max(layers) + 1} layers but "
+                       f"{len(names)} at {resolution} px")
+  blur = np.outer([1, 2, 1], [1, 2, 1]) / 16.0
+  for k, v in sd.items():
+    v = np.asarray(v)
+    m = re.match(r"mapping\.dense(\d+)\.(weight|bias)$", k)
+    if m:
+      out[f"mapping/Dense{m.group(1)}/{m.group(2)}"] = (
+          v.T if m.group(2) == "weight" else v)
+      continue
+    if k in ("w_avg", "truncation.w_avg", "mapping.w_avg"):
+      out["dlatent_avg"] = v
+      continue
+    if k == "synthesis.lod":
+      out["synthesis/lod"] = v
+      continue
+    m = re.match(r"synthesis\.layer(\d+)\.(.+)$", k)
+    if m:
+      i, leaf = int(m.group(1)), m.group(2)
+      pre = f"synthesis/{names[i]}/"
+      table = {"const": ("const", lambda a: a),
+               "weight": ("weight", lambda a: a.transpose(2, 3, 1, 0)),
+               "bias": ("bias", lambda a: a),
+               "style.weight": ("StyleMod/weight", lambda a: a.T),
+               "style.bias": ("StyleMod/bias", lambda a: a),
+               "noise_strength": ("Noise/weight", lambda a: a.reshape(-1))}
+      if leaf == "noise":
+        out[f"synthesis/noise{i}"] = v
+      elif leaf == "filter":
+        f = v.reshape(v.shape[-2:]) if v.ndim >= 2 else v
+        if f.shape != (3, 3) or not np.allclose(f / f.sum(), blur, atol=1e-6):
+          raise ConvertError(f"{k}: expected the [1, 2, 1] blur kernel")
+      elif leaf in table:
+        name, t = table[leaf]
+        out[pre + name] = t(v)
+      else:
+        raise ConvertError(f"unexpected Hammer StyleGAN1 key {k}")
+      continue
+    m = re.match(r"synthesis\.output(\d+)\.(weight|bias)$", k)
+    if m:
+      lod = max(outputs) - int(m.group(1))
+      out[f"synthesis/ToRGB_lod{lod}/{m.group(2)}"] = (
+          v.transpose(2, 3, 1, 0) if m.group(2) == "weight" else v)
+      continue
+    raise ConvertError(f"unexpected Hammer StyleGAN1 key {k}")
+  return out
+
+
+def fields_from_nvidia(sd: Mapping[str, np.ndarray]) -> dict:
+  """Architecture of NVIDIA-named StyleGAN1 variables, from their shapes."""
+  # pylint: disable=import-outside-toplevel
+  from padinv_jax.convert import generator_target as gt
+  dense = sorted(int(m.group(1)) for k in sd
+                 for m in [re.match(r"mapping/Dense(\d+)/weight$", k)] if m)
+  res = sorted(int(m.group(1)) for k in sd
+               for m in [re.match(r"synthesis/(\d+)x\d+/Conv1/weight$", k)]
+               if m)
+  channels = {4: sd["synthesis/4x4/Const/const"].shape[1]}
+  channels.update({r: sd[f"synthesis/{r}x{r}/Conv1/weight"].shape[-1]
+                   for r in res})
+  try:
+    base, cmax = gt.infer_channel_base_max(channels)
+  except ValueError as e:
+    raise ConvertError(str(e)) from None
+  return dict(resolution=max(res) if res else 4,
+              z_dim=sd["mapping/Dense0/weight"].shape[0],
+              w_dim=sd[f"mapping/Dense{dense[-1]}/weight"].shape[1],
+              mapping_layers=len(dense), channel_base=base, channel_max=cmax,
+              family="stylegan1")
