@@ -150,3 +150,12 @@ def test_kill_9_and_resume_is_bit_identical(tmp_path):
   assert len(la) == len(lb) > 10
   for x, y in zip(la, lb):
     np.testing.assert_array_equal(x, y)
+
+
+def test_the_gan_trainer_trains_a_stylegan1_too(tmp_path):
+  cfg = tiny(num_steps=8, log_every=4, sample_every=8, ckpt_every=8,
+             **{"model.generator.family": "stylegan1"})
+  summary = gan_trainer.train(cfg, str(tmp_path / "sg1"))
+  assert all(np.isfinite(v) for v in summary["last"].values())
+  model = padinv_jax.load(summary["generator_dir"])
+  assert model.config.generator.family == "stylegan1"
