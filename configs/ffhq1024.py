@@ -87,6 +87,9 @@ def get_config():
   c.parallel = "jit"  # jit (global-view mesh) | pmap
   c.num_devices = 0  # 0: all devices; k: the first k (single process only)
   c.compute_dtype = "float32"
+  # Memory for compute: "none" | "encoder" (per IR-SE unit) | "synthesis"
+  # (per generator layer) | "both"; the same update either way.
+  c.remat = "none"
   c.log_every = 50
   c.image_every = 1000
   c.eval_every = 5000

@@ -161,3 +161,28 @@ def test_encoder_body_initialised_from_arcface(tmp_path):
                                  batch_stats=enc2["batch_stats"])
   with pytest.raises(ValueError, match="does not fit"):
     trainer._init_from_arcface(state2, str(path))  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("remat", ["encoder", "synthesis", "both"])
+def test_remat_gives_the_same_update(tmp_path, remat):
+  import importlib  # pylint: disable=g-import-not-at-top
+  runs = {}
+  for tag in ("none", remat):
+    cfg = importlib.import_module("configs.tiny").get_config()
+    cfg.update(dict(num_steps=2, remat=tag, progress=False, num_devices=1,
+                    eval_every=100, ckpt_every=2, log_every=1))
+    cfg.optim.name = "sgd"
+    cfg.optim.lr = 0.01
+    final = trainer.train_and_evaluate(cfg, str(tmp_path / tag))
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+    m = ocp.CheckpointManager(str(tmp_path / tag / "checkpoints"))
+    runs[tag] = (final["history"],
+                 m.restore(m.latest_step(), args=ocp.args.StandardRestore()))
+  (ha, a), (hb, b) = runs["none"], runs[remat]
+  np.testing.assert_allclose([h["loss"] for h in ha], [h["loss"] for h in hb],
+                             rtol=1e-5)
+  for part in ("params", "batch_stats"):
+    for x, y in zip(jax.tree_util.tree_leaves(a[part]),
+                    jax.tree_util.tree_leaves(b[part])):
+      scale = max(1.0, float(np.max(np.abs(x))))
+      assert float(np.max(np.abs(np.asarray(x) - y))) <= 1e-5 * scale, part

@@ -102,6 +102,7 @@ class Encoder(nn.Module):
   w_avg_per_code: bool = False
   units: Optional[Sequence[int]] = None
   axis_name: Optional[str] = None
+  remat: bool = False  # rematerialise the IR-SE units (memory for compute)
 
   @property
   def num_codes(self) -> int:
@@ -128,7 +129,7 @@ class Encoder(nn.Module):
                   name="stem")(images, train)
     stages = irse.IRSEBody(self.depth, tuple(self.stage_channels),
                            axis_name=self.axis_name, units=self.units,
-                           name="body")(x, train)
+                           remat=self.remat, name="body")(x, train)
 
     # FPN over the last `num_levels` stages (low level first); the top level
     # enters unchanged, so its width must already be fpn_channels.
@@ -297,8 +298,13 @@ def check_compatible(model_config) -> None:
           f"encoder.fpn_channels (and stage_channels[-1]) to {ch}.")
 
 
-def build_encoder(enc_cfg, axis_name: Optional[str] = None) -> Encoder:
-  """The Encoder module for ``config.encoder`` (or a whole ModelConfig)."""
+def build_encoder(enc_cfg, axis_name: Optional[str] = None,
+                  remat: bool = False) -> Encoder:
+  """The Encoder module for ``config.encoder`` (or a whole ModelConfig).
+
+  ``remat`` recomputes each IR-SE unit's activations in the backward pass
+  (jax.checkpoint; the parameter tree is unchanged).
+  """
   c = _enc_part(enc_cfg)
   validate_encoder_config(c)
   return Encoder(depth=c.depth, input_size=c.input_size,
@@ -311,7 +317,7 @@ def build_encoder(enc_cfg, axis_name: Optional[str] = None) -> Encoder:
                  pad_layer_num=c.pad_layer_num, pad_units=c.pad_units,
                  w_avg_per_code=c.w_avg_per_code,
                  units=None if c.get("units") is None else tuple(c.units),
-                 axis_name=axis_name)
+                 axis_name=axis_name, remat=remat)
 
 
 def init_encoder(rng, config):

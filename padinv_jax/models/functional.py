@@ -19,13 +19,13 @@ from padinv_jax.models import stylegan1
 from padinv_jax.models import stylegan2
 
 
-def _generator(config, dtype=jnp.float32):
+def _generator(config, dtype=jnp.float32, remat=False):
   gen_cfg = config_lib.gen_part(config)
   config_lib.validate_generator_config(gen_cfg)
-  family = gen_cfg.get("family", "stylegan2")
-  build = (stylegan1.build_generator if family == "stylegan1"
-           else stylegan2.build_generator)
-  return gen_cfg, build(gen_cfg, dtype)
+  if gen_cfg.get("family", "stylegan2") == "stylegan1":
+    # StyleGAN1 layers are not rematerialised (its synthesis is cheaper).
+    return gen_cfg, stylegan1.build_generator(gen_cfg, dtype)
+  return gen_cfg, stylegan2.build_generator(gen_cfg, dtype, remat)
 
 
 def init_generator(rng, config):
@@ -94,7 +94,8 @@ def validate_paddings(paddings: Mapping, n: int, gen_cfg) -> None:
 
 
 def synthesize(gen_params, ws, paddings: Optional[Mapping] = None, *, config,
-               noise_mode: str = "const", rng=None, dtype=jnp.float32):
+               noise_mode: str = "const", rng=None, dtype=jnp.float32,
+               remat: bool = False):
   """ws (+ padding maps) -> images [N, R, R, 3], float32, nominally [-1, 1].
 
   Args:
@@ -107,11 +108,14 @@ def synthesize(gen_params, ws, paddings: Optional[Mapping] = None, *, config,
     noise_mode: "const" | "random" | "none".
     rng: PRNG key, required for noise_mode="random" (one stream per layer).
     dtype: compute dtype of the convolutions (params stay float32).
+    remat: recompute each synthesis layer's activations in the backward
+      pass (jax.checkpoint) instead of keeping them: less memory for
+      gradients through G, the same values.
 
   Returns:
     [N, R, R, 3] float32 images (not clamped).
   """
-  gen_cfg, g = _generator(config, dtype)
+  gen_cfg, g = _generator(config, dtype, remat)
   nws = config_lib.num_ws(gen_cfg)
   if ws.ndim != 3:
     raise ValueError(f"ws must be [N, num_ws={nws}, w_dim={gen_cfg.w_dim}], "

@@ -159,15 +159,18 @@ class IRSEBody(nn.Module):
   stage_channels: Sequence[int] = STAGE_CHANNELS
   axis_name: Optional[str] = None
   units: Optional[Sequence[int]] = None
+  remat: bool = False  # recompute each unit's activations in the backward
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     outs = []
     specs = unit_specs(self.depth, self.stage_channels, x.shape[-1],
                        self.units)
+    # static_argnums counts self: (self, x, train) -> train is 2.
+    unit = nn.remat(IRSEUnit, static_argnums=(2,)) if self.remat else IRSEUnit
     for s, stage in enumerate(specs):
       for u, spec in enumerate(stage):
-        x = IRSEUnit(spec.out_channels, spec.stride, axis_name=self.axis_name,
-                     name=f"stage{s}_unit{u}")(x, train)
+        x = unit(spec.out_channels, spec.stride, axis_name=self.axis_name,
+                 name=f"stage{s}_unit{u}")(x, train)
       outs.append(x)
     return outs

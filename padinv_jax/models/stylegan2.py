@@ -216,6 +216,7 @@ class SynthesisNetwork(nn.Module):
   pad_layer_num: int
   conv_clamp: Optional[float] = None
   dtype: jnp.dtype = jnp.float32
+  remat: bool = False  # recompute each layer's activations in the backward
 
   def channels(self, res):
     return min(self.channel_base // res, self.channel_max)
@@ -237,6 +238,8 @@ class SynthesisNetwork(nn.Module):
     def layer_rng(i):
       return None if rng is None else jax.random.fold_in(rng, i)
 
+    # static_argnums counts self: (self, x, w, padding_map, noise_mode, rng).
+    conv = nn.remat(ModConv, static_argnums=(4,)) if self.remat else ModConv
     img = None
     layer = 0
     for k, res in enumerate(2 ** np.arange(2, log2 + 1)):
@@ -244,10 +247,10 @@ class SynthesisNetwork(nn.Module):
       cout = self.channels(res)
       mod = dict(conv_clamp=self.conv_clamp, dtype=self.dtype)
       if res > 4:
-        x = ModConv(cout, res, up=2, name=f"layer{layer}", **mod)(
+        x = conv(cout, res, up=2, name=f"layer{layer}", **mod)(
             x, ws[:, layer], None, noise_mode, layer_rng(layer))
         layer += 1
-      x = ModConv(cout, res, name=f"layer{layer}", **mod)(
+      x = conv(cout, res, name=f"layer{layer}", **mod)(
           x, ws[:, layer], paddings.get(f"layer{layer}"), noise_mode,
           layer_rng(layer))
       layer += 1
@@ -272,6 +275,7 @@ class Generator(nn.Module):
   pad_layer_num: int
   conv_clamp: Optional[float] = None
   dtype: jnp.dtype = jnp.float32
+  remat: bool = False
 
   def setup(self):
     self.num_ws = 2 * int(round(math.log2(self.resolution))) - 2
@@ -279,7 +283,7 @@ class Generator(nn.Module):
                                   self.num_ws, self.mapping_lr_mul)
     self.synthesis = SynthesisNetwork(self.resolution, self.channel_base,
                                       self.channel_max, self.pad_layer_num,
-                                      self.conv_clamp, self.dtype)
+                                      self.conv_clamp, self.dtype, self.remat)
 
   def __call__(self, z):
     return self.synthesis(self.mapping(z))
@@ -291,7 +295,7 @@ class Generator(nn.Module):
     return self.synthesis(ws, paddings, noise_mode, rng)
 
 
-def build_generator(gen_cfg, dtype=jnp.float32) -> Generator:
+def build_generator(gen_cfg, dtype=jnp.float32, remat=False) -> Generator:
   return Generator(
       resolution=int(gen_cfg.resolution), z_dim=int(gen_cfg.z_dim),
       w_dim=int(gen_cfg.w_dim), mapping_layers=int(gen_cfg.mapping_layers),
@@ -301,4 +305,4 @@ def build_generator(gen_cfg, dtype=jnp.float32) -> Generator:
       pad_layer_num=int(gen_cfg.pad_layer_num),
       conv_clamp=None if gen_cfg.conv_clamp is None else float(
           gen_cfg.conv_clamp),
-      dtype=dtype)
+      dtype=dtype, remat=remat)

@@ -154,7 +154,7 @@ def safe_frobenius(d):
 
 def encoder_loss(params, batch_stats, frozen, images, *, encoder, model_cfg,
                  loss_cfg, nets: LossNets, d_params=None,
-                 compute_dtype=jnp.float32):
+                 compute_dtype=jnp.float32, remat_synthesis: bool = False):
   """The encoder objective on one batch (train-mode BatchNorm).
 
   Args:
@@ -179,7 +179,7 @@ def encoder_loss(params, batch_stats, frozen, images, *, encoder, model_cfg,
                                           mutable=["batch_stats"])
   x_hat = functional.synthesize(frozen["generator"], ws, paddings,
                                 config=model_cfg.generator,
-                                dtype=compute_dtype)
+                                dtype=compute_dtype, remat=remat_synthesis)
   x_hat, x = metrics.match_resolution(x_hat, images, loss_cfg.downsample)
 
   m = {}
@@ -258,7 +258,8 @@ def train_step(state: TrainState, frozen, images, *, encoder, model_cfg, cfg,
   use_d = loss_cfg.adv > 0
   loss_fn = functools.partial(
       encoder_loss, encoder=encoder, model_cfg=model_cfg, loss_cfg=loss_cfg,
-      nets=nets, d_params=state.d_params, compute_dtype=compute_dtype)
+      nets=nets, d_params=state.d_params, compute_dtype=compute_dtype,
+      remat_synthesis=cfg.get("remat", "none") in ("synthesis", "both"))
   (loss, (batch_stats, m, x_hat)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(state.params, state.batch_stats, frozen, images)
   del x_hat

@@ -30,6 +30,12 @@ from padinv_jax.training import train_lib
 from padinv_jax.training import train_data
 
 
+# Rematerialisation (jax.checkpoint): recompute activations in the backward
+# pass instead of keeping them, per IR-SE unit ("encoder"), per synthesis
+# layer ("synthesis") or both. The update is the same; memory falls.
+REMAT = ("none", "encoder", "synthesis", "both")
+
+
 class _Preempted:
   """Set by SIGTERM: the loop saves a checkpoint and stops cleanly."""
   flag = False
@@ -120,8 +126,12 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   # -- Model and frozen parts -----------------------------------------------
   model_cfg, gen_vars, enc_avg = load_generator(cfg)
   encoder_lib.check_compatible(model_cfg)
+  if cfg.get("remat", "none") not in REMAT:
+    raise ValueError(f"config.remat must be one of {REMAT}, got "
+                     f"{cfg.remat!r}")
   encoder = encoder_lib.build_encoder(
-      model_cfg.encoder, axis_name="data" if pmap_mode else None)
+      model_cfg.encoder, axis_name="data" if pmap_mode else None,
+      remat=cfg.get("remat", "none") in ("encoder", "both"))
   nets, frozen_nets, d_init = loss_nets.build(
       cfg, model_cfg, num_shards=1 if pmap_mode else devices.size)
 
