@@ -159,3 +159,15 @@ def test_the_gan_trainer_trains_a_stylegan1_too(tmp_path):
   assert all(np.isfinite(v) for v in summary["last"].values())
   model = padinv_jax.load(summary["generator_dir"])
   assert model.config.generator.family == "stylegan1"
+
+
+def test_cli_bad_value_is_one_line_exit_2(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  proc = subprocess.run(_cmd(str(tmp_path / "w"), 4) + [
+      "--config.batch_size=1"], env=env, cwd=ROOT, capture_output=True,
+      text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  lines = [l for l in proc.stderr.splitlines()
+           if l.startswith("padinv-train-gan")]
+  assert len(lines) == 1 and "batch_size" in lines[0]
+  assert "Traceback" not in proc.stderr

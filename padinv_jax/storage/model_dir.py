@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from padinv_jax.storage import array_store
+from padinv_jax.storage import assets
 from padinv_jax.models import config as config_lib
 from padinv_jax.models import functional
 from padinv_jax.inversion import core as inversion
@@ -172,7 +173,9 @@ def load(path: str) -> "PadInvModel":
   """Load a model directory written by save_model (or padinv-convert).
 
   Args:
-    path: the model directory.
+    path: the model directory, or the short name of a model embedded in the
+      package (padinv_jax/assets, e.g. "fashion32") when no such directory
+      exists.
 
   Returns:
     A PadInvModel with ``.config``, ``.params`` (on the default device) and
@@ -183,6 +186,7 @@ def load(path: str) -> "PadInvModel":
     ValueError: not a model directory, corrupt files, or arrays that do not
       match the config (every missing / unexpected / mis-shaped entry named).
   """
+  path = assets.resolve(os.fspath(path)) or path
   path = os.path.abspath(os.fspath(path))
   meta = _read_meta(path)
   config = config_from_json(meta["config"], os.path.join(path, CONFIG_FILE))

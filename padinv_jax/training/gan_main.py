@@ -37,12 +37,19 @@ def main(argv):
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes,
                                process_id=FLAGS.process_id)
+  from padinv_jax.training import checkpoints  # pylint: disable=g-import-not-at-top
   from padinv_jax.training import gan_trainer  # pylint: disable=g-import-not-at-top
   try:
     summary = gan_trainer.train(FLAGS.config, FLAGS.workdir)
-  except (ValueError, FileNotFoundError) as e:
-    print(f"padinv-train-gan: error: {e}", file=sys.stderr)
+  except (ValueError, FileNotFoundError, checkpoints.NonFiniteStateError,
+          checkpoints.CorruptCheckpointsError) as e:
+    print(f"padinv-train-gan: error: {' '.join(str(e).split())}",
+          file=sys.stderr)
     sys.exit(2)
+  except KeyboardInterrupt:
+    print("padinv-train-gan: interrupted; resume with the same command "
+          "(the last checkpoint is kept)", file=sys.stderr)
+    sys.exit(130)
   if jax.process_index() == 0:
     print(json.dumps(summary, indent=2))
     print(f"outputs in {os.path.abspath(FLAGS.workdir)} (generator/, "

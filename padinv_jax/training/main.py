@@ -44,8 +44,18 @@ def main(argv):
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes,
                                process_id=FLAGS.process_id)
+  from padinv_jax.training import checkpoints  # pylint: disable=g-import-not-at-top
   from padinv_jax.training import trainer  # pylint: disable=g-import-not-at-top
-  final = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    final = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except (ValueError, FileNotFoundError, checkpoints.NonFiniteStateError,
+          checkpoints.CorruptCheckpointsError) as e:
+    print(f"padinv-train: error: {' '.join(str(e).split())}", file=sys.stderr)
+    sys.exit(2)
+  except KeyboardInterrupt:
+    print("padinv-train: interrupted; resume with the same command (the last "
+          "checkpoint is kept)", file=sys.stderr)
+    sys.exit(130)
   if jax.process_count() > 1:
     # Reach the coordination service's shutdown barrier together: a process
     # that finishes minutes before the others (process 0 writes the logs)
