@@ -126,3 +126,13 @@ def test_importer_is_strict():
   a = stylegan1_keys.convert_generator(tf_names, cfg, "G")
   b = stylegan1_keys.convert_generator(flat, cfg, "G")
   jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
+
+
+def test_generator_paddings_reproduce_the_plain_stylegan1():
+  from padinv_jax.inversion import apps  # pylint: disable=g-import-not-at-top
+  _, cfg, g = _setup(32, seed=8)
+  ws = np.random.default_rng(9).standard_normal(
+      (2, config_lib.num_ws(cfg), 16)).astype(np.float32)
+  pads = apps.generator_paddings(g, 2, config=cfg)
+  f = jax.jit(lambda v, w, p: functional.synthesize(v, w, p, config=cfg))
+  np.testing.assert_array_equal(f(g, ws, pads), f(g, ws, {}))

@@ -40,7 +40,7 @@ def blend(gen_params, ws_details, pads_contour, *, config,
 def generator_paddings(gen_params, n: int, *, config,
                        size: Optional[int] = None,
                        keys: Optional[Sequence[str]] = None):
-  """The generator's own constants as padding maps: exactly plain StyleGAN2.
+  """The generator's own constants as padding maps: exactly the plain generator.
 
   p0 ("const") is zeros with the learned 4 x 4 const in its centre and every
   layer map is zeros, so synthesize with these maps equals synthesize with
@@ -60,7 +60,10 @@ def generator_paddings(gen_params, n: int, *, config,
   g = config_lib.gen_part(config)
   size = int(size or config_lib.padding_size(g.pad_layer_num))
   keys = tuple(keys or config_lib.padding_keys(g.pad_layer_num))
-  const = jnp.asarray(gen_params["params"]["synthesis"]["const"], jnp.float32)
+  syn = gen_params["params"]["synthesis"]
+  # StyleGAN1 keeps its learned constant under NVIDIA's 4x4/Const scope.
+  const = jnp.asarray(syn["4x4_Const"]["const"] if "4x4_Const" in syn
+                      else syn["const"], jnp.float32)
   out = {}
   for key in keys:
     if key == "const":
