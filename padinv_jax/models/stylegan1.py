@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from padinv_jax.models import ops
-from padinv_jax.models.stylegan2 import centre_crop, padded_input
+from padinv_jax.models.stylegan2 import centre_crop, padded_input, truncate
 
 SQRT2 = math.sqrt(2.0)
 # NVIDIA's Gs.run defaults: truncation psi 0.7 on layers < 8 (pass them
@@ -164,11 +164,7 @@ class MappingNetwork(nn.Module):
     w_avg = self.variable("buffers", "w_avg", jnp.zeros, (self.w_dim,),
                           jnp.float32)
     ws = jnp.broadcast_to(x[:, None, :], (x.shape[0], self.num_ws, self.w_dim))
-    if not (isinstance(psi, (int, float)) and psi == 1):
-      k = self.num_ws if cutoff is None else min(int(cutoff), self.num_ws)
-      avg = w_avg.value
-      ws = ws.at[:, :k].set(avg + psi * (ws[:, :k] - avg))
-    return ws
+    return truncate(ws, w_avg.value, psi, cutoff)
 
 
 class _Dense(nn.Module):

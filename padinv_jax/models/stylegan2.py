@@ -182,6 +182,14 @@ class ToRGB(nn.Module):
                         clamp=self.conv_clamp)
 
 
+def truncate(ws, w_avg, psi=1.0, cutoff: Optional[int] = None):
+  """w_avg + psi (ws - w_avg) on the first ``cutoff`` ws (None: all)."""
+  if isinstance(psi, (int, float)) and psi == 1:
+    return ws
+  n = ws.shape[1] if cutoff is None else min(int(cutoff), ws.shape[1])
+  return ws.at[:, :n].set(w_avg + psi * (ws[:, :n] - w_avg))
+
+
 class MappingNetwork(nn.Module):
   """z -> normalise -> depth x EqualDense(lr_mul) + lrelu -> ws [N, num_ws, w]."""
   z_dim: int
@@ -201,11 +209,7 @@ class MappingNetwork(nn.Module):
     w_avg = self.variable("buffers", "w_avg", jnp.zeros, (self.w_dim,),
                           jnp.float32)
     ws = jnp.broadcast_to(x[:, None, :], (x.shape[0], self.num_ws, self.w_dim))
-    if not (isinstance(psi, (int, float)) and psi == 1):
-      n = self.num_ws if cutoff is None else min(int(cutoff), self.num_ws)
-      avg = w_avg.value
-      ws = ws.at[:, :n].set(avg + psi * (ws[:, :n] - avg))
-    return ws
+    return truncate(ws, w_avg.value, psi, cutoff)
 
 
 class SynthesisNetwork(nn.Module):

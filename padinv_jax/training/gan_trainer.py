@@ -29,15 +29,7 @@ from padinv_jax.models import functional
 from padinv_jax.storage import model_dir
 from padinv_jax.training import checkpoints
 from padinv_jax.training import gan_lib
-
-
-class _Preempted:
-  flag = False
-
-  @classmethod
-  def handler(cls, signum, frame):
-    del signum, frame
-    cls.flag = True
+from padinv_jax.training.trainer import Preempted, summary_writer
 
 
 def _devices(cfg):
@@ -154,9 +146,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
       writer.add_image("samples/G_ema", grid, step, dataformats="HWC")
 
   # -- Loop ------------------------------------------------------------------
-  writer = _summary_writer(workdir) if is_main else None
-  old_handler = signal.signal(signal.SIGTERM, _Preempted.handler)
-  _Preempted.flag = False
+  writer = summary_writer(workdir) if is_main else None
+  old_handler = signal.signal(signal.SIGTERM, Preempted.handler)
+  Preempted.flag = False
   progress = None
   if cfg.progress and is_main:
     from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
@@ -210,7 +202,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
           time.time() - t_ckpt > 60 * cfg.ckpt_minutes):
         save(done)
         t_ckpt = time.time()
-      if _Preempted.flag:
+      if Preempted.flag:
         logging.warning("SIGTERM: saving step %d and stopping", done)
         save(done)
         break
@@ -223,17 +215,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
       writer.close()
   return {"step": int(state.step), "last": last,
           "generator_dir": os.path.abspath(os.path.join(workdir, "generator")),
-          "preempted": _Preempted.flag}
+          "preempted": Preempted.flag}
 
 
 def _append_jsonl(path, obj):
   with open(path, "a") as f:
     f.write(json.dumps(obj) + "\n")
-
-
-def _summary_writer(workdir):
-  try:
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-  except ImportError:  # pragma: no cover
-    return None
-  return SummaryWriter(os.path.join(workdir, "tensorboard"))

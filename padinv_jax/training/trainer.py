@@ -36,7 +36,7 @@ from padinv_jax.training import train_data
 REMAT = ("none", "encoder", "synthesis", "both")
 
 
-class _Preempted:
+class Preempted:
   """Set by SIGTERM: the loop saves a checkpoint and stops cleanly."""
   flag = False
 
@@ -208,9 +208,9 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     ckpts.save(step, host_state())
 
   # -- Loop ------------------------------------------------------------------
-  writer = _summary_writer(workdir) if is_main else None
-  old_handler = signal.signal(signal.SIGTERM, _Preempted.handler)
-  _Preempted.flag = False
+  writer = summary_writer(workdir) if is_main else None
+  old_handler = signal.signal(signal.SIGTERM, Preempted.handler)
+  Preempted.flag = False
   best = _read_json(os.path.join(workdir, "best.json"))
   history, m_acc, t0, seen = [], [], time.time(), 0
   progress = _progress(cfg, start_step) if is_main else None
@@ -260,7 +260,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
                                ev["grid"])
       if step % cfg.ckpt_every == 0 or step == cfg.num_steps:
         save(step)
-      if _Preempted.flag:
+      if Preempted.flag:
         logging.warning("SIGTERM: saving step %d and stopping", step)
         save(step, force=True)
         break
@@ -271,7 +271,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
       progress.close()
 
   final = {"step": int(host_state().step), "history": history, "best": best}
-  if train_ds.eval_batches and not _Preempted.flag:
+  if train_ds.eval_batches and not Preempted.flag:
     ev = _evaluate(eval_fn, host_enc_vars(host_state(), frozen), frozen,
                    train_ds.eval_batches(), data_sharding)
     final["eval"] = ev["mean"]
@@ -356,7 +356,7 @@ def _progress(cfg, start):
                    dynamic_ncols=True, desc="train")
 
 
-def _summary_writer(workdir):
+def summary_writer(workdir):
   try:
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
   except ImportError:  # pragma: no cover
