@@ -79,10 +79,10 @@ def torch_side(cfg, g_sd, d_np):
   ratio_g, ratio_d = 4 / 5, 16 / 17
   g_opt = torch.optim.Adam([v for v in g.values() if v.requires_grad],
                            lr=cfg.optim.g_lr * ratio_g,
-                           betas=(0, 0.99 ** ratio_g), eps=1e-8)
+                           betas=(0.0, 0.99 ** ratio_g), eps=1e-8)
   d_opt = torch.optim.Adam([v for v in d.values() if v.requires_grad],
                            lr=cfg.optim.d_lr * ratio_d,
-                           betas=(0, 0.99 ** ratio_d), eps=1e-8)
+                           betas=(0.0, 0.99 ** ratio_d), eps=1e-8)
   n = cfg.batch_size
   real = torch.rand(n, 3, 32, 32) * 2 - 1
 
