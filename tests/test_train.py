@@ -151,12 +151,12 @@ def test_jit_mesh_and_pmap_agree_and_mbstd_groups_stay_per_device(tmp_path):
     trainer.train_and_evaluate(cfg, str(tmp_path / tag))
     runs[tag] = _params(str(tmp_path / tag))[1]
   a, b = runs["jit4"], runs["pmap4"]
-  for part in ("params", "d_params"):
-    assert _max_diff(a[part], b[part]) <= 1e-5, part
-  # Running variances reach ~1.8 and are an average of squares: under jax
-  # 0.10's pmap lowering they differ from jit's by ~3e-5 RELATIVE after 3
-  # steps (4.7e-5 absolute on pad_unit0/bn1/var), float32 reduction order.
-  assert _max_rel_diff(a["batch_stats"], b["batch_stats"]) <= 1e-4
+  # Under jax 0.10's pmap lowering the two differ by float32 reduction
+  # order: up to 1.8e-5 absolute on D params and 4.7e-5 on running
+  # variances (~1.8) after 3 steps, i.e. <= 3e-5 relative to each leaf's
+  # scale; the mbstd grouping below differs by > 1e-4.
+  for part in ("params", "d_params", "batch_stats"):
+    assert _max_rel_diff(a[part], b[part]) <= 5e-5, part
   assert _max_diff(a["d_params"], runs["jit1"]["d_params"]) > 1e-4
 
 

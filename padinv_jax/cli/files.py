@@ -17,6 +17,7 @@ import numpy as np
 
 from padinv_jax.data import images_io
 from padinv_jax.data import preprocess
+from padinv_jax.storage import interrupts
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 
@@ -194,9 +195,16 @@ class Outputs:
     os.makedirs(parent, exist_ok=True)
     self._tmp = tempfile.mkdtemp(
         prefix=f".{os.path.basename(self.out_dir)}.padinv-tmp-", dir=parent)
+    interrupts.register_cleanup(self._discard)
     return self
 
+  def _discard(self):
+    shutil.rmtree(self._tmp, ignore_errors=True)
+    if self._made:
+      _remove_empty_dirs(os.path.dirname(self.out_dir), self._made)
+
   def __exit__(self, exc_type, exc, tb):
+    interrupts.unregister_cleanup(self._discard)
     ok = False
     try:
       if exc_type is None:

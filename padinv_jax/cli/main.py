@@ -206,8 +206,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        f"{args.batch_size}")
     if getattr(args, "steps", 2) < 2:
       raise InputError(f"--steps must be at least 2, got {args.steps}")
-    with interrupts.terminate_as_interrupt(), cli_io.Outputs(
-        args.out, args.overwrite) as outs:
+    with interrupts.exit_on_signals(
+        f"padinv {args.command}: interrupted; nothing was written to "
+        f"{args.out}"), cli_io.Outputs(args.out, args.overwrite) as outs:
       if args.command == "align":
         summary = cli_align.cmd_align(args, outs)
       else:

@@ -10,7 +10,9 @@ run; the command then exits 130 with one line.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 
 
 class Terminated(KeyboardInterrupt):
@@ -33,6 +35,52 @@ def terminate_as_interrupt():
     yield
   finally:
     signal.signal(signal.SIGTERM, old)
+
+
+_CLEANUPS = []
+
+
+def register_cleanup(fn):
+  """Run fn if the process is ended by exit_on_signals' handler."""
+  _CLEANUPS.append(fn)
+
+
+def unregister_cleanup(fn):
+  if fn in _CLEANUPS:
+    _CLEANUPS.remove(fn)
+
+
+@contextlib.contextmanager
+def exit_on_signals(message: str):
+  """SIGTERM / SIGINT: run the registered cleanups, print one line, exit 130.
+
+  An exception raised from a signal handler can land inside a garbage-
+  collector callback (JAX registers one), where Python ignores it and the
+  command runs on; doing the cleanup and the exit in the handler itself is
+  reliable.
+  """
+  def handler(signum, frame):
+    del signum, frame
+    for fn in reversed(list(_CLEANUPS)):
+      try:
+        fn()
+      except Exception:  # pylint: disable=broad-except
+        pass
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)  # pylint: disable=protected-access
+
+  try:
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM,
+                                                  signal.SIGINT)}
+  except ValueError:  # not the main thread: leave signals alone
+    yield
+    return
+  try:
+    yield
+  finally:
+    for s, h in old.items():
+      signal.signal(s, h)
 
 
 EXIT_INTERRUPTED = 130
