@@ -35,7 +35,8 @@ root = nvidia_persistence.tree_from_state_dict(
     {"mapping.fc0.weight": torch.randn(8, 8), "mapping.w_avg": torch.zeros(8)},
     class_names={"": "Generator"}, init_kwargs={"z_dim": 8, "w_dim": 8})
 bases["nvidia"] = nvidia_persistence.dumps({"G_ema": root})
-path = os.path.abspath("fuzz_codes.npz")
+import tempfile
+path = os.path.join(tempfile.mkdtemp(prefix="padinv-fuzz-"), "codes.npz")
 codes_lib.save_codes(path, np.zeros((1, 4, 8), np.float32),
                      {"const": np.ones((1, 6, 6, 8), np.float32)}, num_ws=4)
 bases["codes"] = open(path, "rb").read()
