@@ -28,3 +28,10 @@ def fashion_test_images(size: int = 32):
                allow_pickle=False) as z:
     images, labels = z["images"], z["labels"]
   return fashion_mnist.to_canvas(images, size), labels
+
+
+def fashion_test_indices() -> np.ndarray:
+  """The rows in Fashion-MNIST t10k of the 300 held-out test images."""
+  with np.load(asset_path("fashion_mnist_test300.npz"),
+               allow_pickle=False) as z:
+    return np.asarray(z["test_indices"], np.int64)

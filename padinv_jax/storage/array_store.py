@@ -11,6 +11,7 @@ against the tree the config implies and name each mismatch.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -30,6 +31,16 @@ def flatten(tree) -> dict[str, Any]:
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
     out["/".join(str(getattr(k, "key", k)) for k in path)] = leaf
   return out
+
+
+def tree_digest(tree) -> str:
+  """SHA-256 over every leaf's name, dtype, shape and bytes, in name order."""
+  h = hashlib.sha256()
+  for k, v in sorted(flatten(tree).items()):
+    v = np.ascontiguousarray(np.asarray(v))
+    h.update(f"{k}|{v.dtype.str}|{v.shape}|".encode())
+    h.update(v.tobytes())
+  return h.hexdigest()
 
 
 def check_tree(want, have, where: str, what: str = "the arrays") -> None:

@@ -9,6 +9,13 @@ A model directory holds one model (generator, optionally an encoder)::
                     {"generator": {"params", "buffers"},
                      "encoder": {"params", "batch_stats", "buffers"}}
 
+Two optional config.json fields keep embedded models small (the package's
+asset budget): ``"float16_parts": ["encoder"]`` -- that part's float32 arrays
+are stored rounded to float16 and read back as float32 (the model IS the
+rounded weights; cards measure them), and ``"generator_asset": {"name":
+"fashion32", "sha256": ...}`` -- no generator arrays are stored; they are
+those of the embedded model of that name, checked against the digest.
+
 Both directions check every array against jax.eval_shape of the model's init
 for the stored config and name each missing, unexpected or mis-shaped entry,
 so a directory that loads is one the pure functions can run. Arrays are
@@ -121,7 +128,9 @@ def config_from_json(d: Mapping, where: str):
 
 # -------------------------------------------------------------------- save
 
-def save_model(path: str, config, params, *, overwrite: bool = False) -> str:
+def save_model(path: str, config, params, *, overwrite: bool = False,
+               float16_parts: tuple = (), generator_asset: Optional[str] = None
+               ) -> str:
   """Write a model directory (config.json + Orbax arrays).
 
   The arrays are checked against the config first, and the directory is
@@ -137,6 +146,10 @@ def save_model(path: str, config, params, *, overwrite: bool = False) -> str:
       "batch_stats", "buffers"}]}.
     overwrite: replace an existing model directory at ``path``. A non-empty
       directory that is not a model directory is never replaced.
+    float16_parts: parts ("encoder", "generator") whose float32 arrays are
+      stored rounded to float16 (finite and within float16 range, or refused).
+    generator_asset: the short name of an embedded model whose generator
+      arrays are exactly ``params["generator"]``; they are then not stored.
 
   Returns:
     The absolute path written.
@@ -159,8 +172,97 @@ def save_model(path: str, config, params, *, overwrite: bool = False) -> str:
   meta = {"format": FORMAT, "version": VERSION,
           "contents": [p for p in PARTS if p in arrays],
           "config": config_to_json(config)}
+  if generator_asset is not None:
+    digest = array_store.tree_digest(arrays["generator"])
+    asset_gen = _asset_generator(generator_asset, "save_model")
+    if array_store.tree_digest(asset_gen) != digest:
+      raise ValueError(f"save_model: params['generator'] are not the arrays "
+                       f"of the embedded model {generator_asset!r}")
+    meta["generator_asset"] = {"name": generator_asset, "sha256": digest}
+    arrays = {k: v for k, v in arrays.items() if k != "generator"}
+  if float16_parts:
+    unknown = set(float16_parts) - set(arrays)
+    if unknown:
+      raise ValueError(f"save_model: float16_parts names {sorted(unknown)}, "
+                       f"which are not stored parts ({sorted(arrays)})")
+    for part in float16_parts:
+      arrays[part] = _to_float16(arrays[part], f"save_model({path!r}) {part}")
+    meta["float16_parts"] = sorted(float16_parts)
   return array_store.write_dir(path, meta, arrays, overwrite=overwrite,
                                what="model")
+
+
+def _to_float16(tree, where: str):
+  def cast(x):
+    if x.dtype != np.float32:
+      return x
+    if not np.all(np.isfinite(x)) or np.max(np.abs(x), initial=0) > 65504:
+      raise ValueError(f"{where}: values outside float16's finite range")
+    return x.astype(np.float16)
+  return jax.tree_util.tree_map(cast, tree)
+
+
+def _from_float16(stored, want, where: str):
+  """Stored float16 leaves back to the float32 the config expects."""
+  flat_w = array_store.flatten(want)
+
+  def cast(path, v):
+    k = "/".join(str(getattr(p, "key", p)) for p in path)
+    w = flat_w.get(k)
+    if w is None or np.dtype(w.dtype) != np.float32:
+      return v  # check_params names it
+    if v.dtype != np.float16:
+      raise ValueError(f"{where}: {k} is stored as {v.dtype}, but "
+                       f"config.json says the part is float16")
+    return v.astype(np.float32)
+  return jax.tree_util.tree_map_with_path(cast, stored)
+
+
+def _asset_generator(name: str, where: str):
+  """The generator arrays of an embedded model (never a user path)."""
+  if not isinstance(name, str) or name not in assets.names():
+    raise ValueError(f"{where}: generator_asset {name!r} is not a model "
+                     f"embedded in this padinv_jax (known: {assets.names()})")
+  src = assets.resolve(name)
+  meta = _read_meta(src)
+  if "generator_asset" in meta or meta.get("float16_parts"):
+    raise ValueError(f"{where}: embedded model {name!r} is itself compacted;"
+                     f" only a plain generator can be borrowed")
+  arrays = array_store.read_arrays(src)
+  if "generator" not in arrays:
+    raise ValueError(f"{where}: embedded model {name!r} has no generator")
+  return arrays["generator"]
+
+
+def _complete(meta, arrays, config, path):
+  """Apply config.json's float16_parts and generator_asset (see top)."""
+  where = f"model directory {path}"
+  arrays = dict(arrays)
+  parts = meta.get("float16_parts", [])
+  if not isinstance(parts, list) or not set(parts) <= set(PARTS):
+    raise ValueError(f"{where}: float16_parts must list parts of {PARTS}, "
+                     f"got {parts!r}")
+  want = expected_shapes(config)
+  for part in parts:
+    if part not in arrays:
+      raise ValueError(f"{where}: float16_parts names {part!r}, which is not "
+                       f"stored")
+    arrays[part] = _from_float16(arrays[part], want.get(part, {}), where)
+  ref = meta.get("generator_asset")
+  if ref is not None:
+    if not isinstance(ref, dict) or set(ref) != {"name", "sha256"}:
+      raise ValueError(f"{where}: generator_asset must be an object with "
+                       f"'name' and 'sha256', got {ref!r}")
+    if "generator" in arrays:
+      raise ValueError(f"{where}: generator arrays are stored AND borrowed "
+                       f"from {ref['name']!r}; the directory is inconsistent")
+    gen = _asset_generator(ref["name"], where)
+    if array_store.tree_digest(gen) != ref["sha256"]:
+      raise ValueError(f"{where}: the embedded generator {ref['name']!r} is "
+                       f"not the one this model was trained with (digest "
+                       f"differs); reinstall padinv_jax")
+    arrays["generator"] = gen
+  return arrays
 
 
 def _read_meta(path: str) -> dict:
@@ -191,7 +293,7 @@ def load(path: str) -> "PadInvModel":
   meta = _read_meta(path)
   config = config_from_json(meta["config"], os.path.join(path, CONFIG_FILE))
   _check_config(config, os.path.join(path, CONFIG_FILE))
-  arrays = array_store.read_arrays(path)
+  arrays = _complete(meta, array_store.read_arrays(path), config, path)
   check_params(arrays, config, f"model directory {path}")
   params = jax.device_put(arrays)
   return PadInvModel(config, params, path=path)

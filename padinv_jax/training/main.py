@@ -68,7 +68,7 @@ def main(argv):
       summary["first_loss"] = final["history"][0]["loss"]
       summary["last_loss"] = final["history"][-1]["loss"]
     print(json.dumps(summary, indent=2))
-    print(f"outputs in {os.path.abspath(FLAGS.workdir)} (grid.png, "
+    print(f"outputs in {os.path.abspath(FLAGS.workdir)} (model/, grid.png, "
           "final_metrics.json, tensorboard/, checkpoints/)")
   if jax.process_count() > 1:
     jax.distributed.shutdown()

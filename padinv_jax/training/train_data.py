@@ -2,8 +2,11 @@
 
 Dataset "demo" is made on the fly from the frozen generator
 (padinv_jax.data.demo_data: generator samples plus shifted / cropped / flipped
-copies outside its range), split into train and held-out images; anything
-else is a TFDS dataset opened by padinv_jax.data.pipeline.
+copies outside its range), split into train and held-out images; dataset
+"fashion_mnist" reads the original IDX files (padinv_jax.data.fashion_mnist,
+data.data_dir or the Debian package's folder): its train split for training,
+its test split for evaluation; anything else is a TFDS dataset opened by
+padinv_jax.data.pipeline.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ from typing import Callable, Iterator, NamedTuple
 from absl import logging
 import jax
 import ml_collections
+import numpy as np
 
 from padinv_jax.data import pipeline as data_lib
 from padinv_jax.data import demo_data
+from padinv_jax.data import embedded
+from padinv_jax.data import fashion_mnist
 
 
 class TrainData(NamedTuple):
@@ -42,6 +48,16 @@ def build(cfg, model_cfg, gen_vars, workdir: str) -> TrainData:
         resolution=d.resolution)
     train_source = data_lib.ArraySource(images[n_eval:])
     eval_source = data_lib.ArraySource(images[:n_eval]) if n_eval else None
+  elif d.dataset == "fashion_mnist":
+    train_source = data_lib.ArraySource(
+        fashion_mnist.load("train", d.data_dir, size=d.resolution)[0])
+    if d.eval_split and d.num_eval_images:
+      # Test images other than the 300 shipped with the package, which the
+      # demo and the reconstruction metrics hold out.
+      test = fashion_mnist.load("test", d.data_dir, size=d.resolution)[0]
+      keep = np.setdiff1d(np.arange(len(test)),
+                          embedded.fashion_test_indices())
+      eval_source = data_lib.ArraySource(test[keep[:int(d.num_eval_images)]])
   else:
     train_source = data_lib.open_source(d, d.train_split)
     if d.eval_split and d.num_eval_images:

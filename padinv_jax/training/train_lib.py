@@ -28,6 +28,7 @@ import optax
 
 from padinv_jax.models import functional
 from padinv_jax.evaluation import metrics
+from padinv_jax.inversion import core
 
 
 @flax.struct.dataclass
@@ -152,6 +153,16 @@ def safe_frobenius(d):
   return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
 
 
+def encoder_input(images, encoder):
+  """The batch as the encoder takes it: images of another side (e.g. 32 px
+  Fashion-MNIST for a 64 px encoder) are resized as padinv_jax.invert does
+  (core.resize_images), so training sees what inference feeds; the losses
+  keep the images at their own resolution."""
+  if images.shape[1] == encoder.input_size:
+    return images
+  return core.resize_images(images, encoder.input_size)
+
+
 def encoder_loss(params, batch_stats, frozen, images, *, encoder, model_cfg,
                  loss_cfg, nets: LossNets, d_params=None,
                  compute_dtype=jnp.float32, remat_synthesis: bool = False):
@@ -162,7 +173,8 @@ def encoder_loss(params, batch_stats, frozen, images, *, encoder, model_cfg,
     batch_stats: encoder BatchNorm statistics.
     frozen: {"generator": gen vars, "encoder_buffers": {"w_avg"},
       "lpips": ..., "arcface": ...}.
-    images: [N, 256, 256, 3] in [-1, 1].
+    images: [N, R, R, 3] in [-1, 1] (R: the encoder input or, when the
+      generator is smaller, its resolution; see encoder_input).
     encoder: the flax Encoder module.
     model_cfg: ModelConfig.
     loss_cfg: config.loss.
@@ -175,8 +187,9 @@ def encoder_loss(params, batch_stats, frozen, images, *, encoder, model_cfg,
   """
   variables = {"params": params, "batch_stats": batch_stats,
                "buffers": frozen["encoder_buffers"]}
-  (ws, paddings), mutated = encoder.apply(variables, images, train=True,
-                                          mutable=["batch_stats"])
+  (ws, paddings), mutated = encoder.apply(
+      variables, encoder_input(images, encoder), train=True,
+      mutable=["batch_stats"])
   x_hat = functional.synthesize(frozen["generator"], ws, paddings,
                                 config=model_cfg.generator,
                                 dtype=compute_dtype, remat=remat_synthesis)
@@ -282,8 +295,9 @@ def train_step(state: TrainState, frozen, images, *, encoder, model_cfg, cfg,
   if use_d:
     variables = {"params": params, "batch_stats": batch_stats,
                  "buffers": frozen["encoder_buffers"]}
-    (ws, paddings), mutated = encoder.apply(variables, images, train=True,
-                                            mutable=["batch_stats"])
+    (ws, paddings), mutated = encoder.apply(
+        variables, encoder_input(images, encoder), train=True,
+        mutable=["batch_stats"])
     if optim_cfg.skip_nonfinite:
       keep_new = ok & all_finite(mutated["batch_stats"])
       batch_stats = jax.tree_util.tree_map(
@@ -319,7 +333,8 @@ def train_step(state: TrainState, frozen, images, *, encoder, model_cfg, cfg,
 def eval_step(enc_vars, frozen, images, *, encoder, model_cfg, nets: LossNets,
               downsample: str = "nearest"):
   """Per-image MSE, LPIPS and ID similarity of G(E(x)) (eval-mode BN)."""
-  ws, paddings = encoder.apply(enc_vars, images, train=False)
+  ws, paddings = encoder.apply(enc_vars, encoder_input(images, encoder),
+                               train=False)
   x_hat = functional.synthesize(frozen["generator"], ws, paddings,
                                 config=model_cfg.generator)
   x_hat, x = metrics.match_resolution(x_hat, images, downsample)

@@ -277,6 +277,15 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     final["eval"] = ev["mean"]
     if is_main:
       images_io.save_png(os.path.join(workdir, "grid.png"), ev["grid"])
+  if is_main and not Preempted.flag:
+    # The trained encoder with its frozen generator: a model directory that
+    # padinv_jax.load and every `padinv` command take.
+    from padinv_jax.storage import model_dir  # pylint: disable=g-import-not-at-top
+    final["model_dir"] = model_dir.save_model(
+        os.path.join(workdir, "model"), model_cfg,
+        {"generator": jax.device_get(gen_vars),
+         "encoder": jax.device_get(host_enc_vars(host_state(), frozen))},
+        overwrite=True)
   if is_main:
     _write_json(os.path.join(workdir, "final_metrics.json"), final)
   if writer:
