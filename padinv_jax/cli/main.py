@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 
 from padinv_jax.cli import align as cli_align
 from padinv_jax.cli import commands
+from padinv_jax.cli import demo as cli_demo
 from padinv_jax.cli import files as cli_io
 from padinv_jax.cli import run as cli_run
 from padinv_jax.inversion import apps
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="show the full traceback on errors (debugging)")
   sub = parser.add_subparsers(dest="command", required=True,
                               parser_class=_Parser)
+
+  cli_demo.add_parser(sub)
 
   p = sub.add_parser("invert", help="images -> reconstructions + codes .npz")
   p.add_argument("images", nargs="+", help="image files or folders")
@@ -211,6 +214,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"{args.out}"), cli_io.Outputs(args.out, args.overwrite) as outs:
       if args.command == "align":
         summary = cli_align.cmd_align(args, outs)
+      elif args.command == "demo":
+        summary = cli_demo.cmd_demo(args, outs)
       else:
         model = cli_run.Model.load(args.model, args.needs_encoder)
         summary = args.func(args, model, outs)

@@ -66,7 +66,8 @@ def to_resolution(images: np.ndarray, resolution: int) -> np.ndarray:
                    for x in images])
 
 
-def _shift(img, rng):
+def shift_image(img, rng):
+  """Translated by up to 1/8 of the side in x and y (not 0), edges replicated."""
   s = img.shape[0]
   m = max(1, s // 8)
   dy, dx = rng.integers(-m, m + 1, size=2)
@@ -76,7 +77,8 @@ def _shift(img, rng):
   return pad[m - dy:m - dy + s, m - dx:m - dx + s]
 
 
-def _crop(img, rng):
+def crop_image(img, rng):
+  """A random square crop of 50-85 % of the side, area-resized back up."""
   s = img.shape[0]
   c = int(rng.integers(int(0.5 * s), int(0.85 * s) + 1))
   y, x = rng.integers(0, s - c + 1, size=2)
@@ -89,7 +91,7 @@ def _flip(img, rng):
   return img[::-1]
 
 
-_TRANSFORMS = {"shift": _shift, "crop": _crop, "flip": _flip}
+_TRANSFORMS = {"shift": shift_image, "crop": crop_image, "flip": _flip}
 
 
 def make_demo_dataset(gen_params, config, num_images: int, seed: int = 0, *,
