@@ -100,11 +100,7 @@ class Model:
 
   @property
   def input_size(self) -> int:
-    """The side images are read at: the encoder's input, or the generator's
-    resolution when that is smaller (a 32 px Fashion-MNIST model with a 64 px
-    encoder): invert then enlarges them as in training (core.resize_images)
-    and reconstructions are compared with the images as read."""
-    return min(int(self.config.encoder.input_size), self.resolution)
+    return int(self.config.encoder.input_size)
 
   def padding_keys(self) -> tuple:
     e = self.config.encoder
