@@ -41,7 +41,7 @@ def get_config():
   c.loss.lpips = 0.8
   c.optim.lr = 1e-3
   c.batch_size = 32
-  c.num_steps = 5000
+  c.num_steps = 4000
   c.log_every = 50
   c.image_every = 500
   c.eval_every = 1000

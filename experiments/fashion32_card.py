@@ -19,8 +19,11 @@ cls = ev["class_fractions"]
 hist = ", ".join(f"{k} {v:.3f}" for k, v in cls.items())
 card = f"""# fashion32: a StyleGAN2 trained here on Fashion-MNIST (32 px)
 
-INTERIM: training continues in later sessions; the numbers below are for
-this snapshot (G_ema after {steps} iterations, {kimg:.1f} kimg).
+FROZEN as the demo's generator: the embedded encoders (fashion32-padinv,
+fashion32-psp) were trained against exactly these arrays (they borrow
+them by digest), so this snapshot stays as it is (G_ema after {steps}
+iterations, {kimg:.1f} kimg); a longer-trained generator would ship under
+another name with its own encoders.
 
 - Network: StyleGAN2 config-F skip generator, 32 px, z = w = 128, 8 mapping
   layers (lr_mul 0.01), channels 128 (4-16 px) / 64 (32 px)

@@ -18,10 +18,11 @@ from torch_ref import stylegan1_ref as ref
 RES, Z, W, MLP = 32, 16, 16, 3
 
 
-def sg1_pickle(sd, marker, version=3):
+def sg1_pickle(sd, marker, version=3, static_extra=None):
   src = f"open({str(marker)!r}, 'w').close()\\n"
   kw = dict(resolution=RES, num_channels=3, label_size=0, latent_size=Z,
             dlatent_size=W, mapping_layers=MLP, fmap_base=512, fmap_max=32)
+  kw.update(static_extra or {})
   arrays = {k: v.numpy() for k, v in sd.items()}
 
   def net(name, variables, components=None):

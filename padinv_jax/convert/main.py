@@ -104,9 +104,23 @@ def _check_dst(dst: str, overwrite: bool) -> None:
                          "it, or choose another destination")
 
 
+def _check_finite(params) -> None:
+  """Released weights are finite: inf / NaN means a damaged file."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    x = np.asarray(leaf)
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+      name = "/".join(str(getattr(k, "key", k)) for k in path)
+      raise ConvertError(
+          f"{name} holds {int(np.sum(~np.isfinite(x)))} non-finite values "
+          f"(inf / NaN): the file is damaged; nothing was written")
+
+
 def write(result: common.Converted, dst: str, overwrite: bool) -> str:
   """Write a conversion result to DST (a model or loss-network directory)."""
   # pylint: disable=import-outside-toplevel
+  _check_finite(result.params)
   if result.kind == "model":
     from padinv_jax.storage import model_dir
     return model_dir.save_model(dst, result.config, result.params,
