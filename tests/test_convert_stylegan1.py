@@ -85,7 +85,9 @@ def hammer_state_dict(sd):
     if k.startswith("mapping/Dense"):
       i, leaf = k.split("/")[1][5:], k.split("/")[2]
       out[f"mapping.dense{i}.{leaf}"] = v.T if leaf == "weight" else v
-  blur = torch.tensor([[1., 2., 1.], [2., 4., 2.], [1., 2., 1.]]) / 16
+  # Hammer registers the kernel as a [1, 1, 3, 3] buffer (models/
+  # stylegan_generator.py, ModulateConvLayer).
+  blur = (torch.tensor([[1., 2., 1.], [2., 4., 2.], [1., 2., 1.]]) / 16)[None, None]
   for i, n in enumerate(names):
     pre, h = f"synthesis/{n}/", f"synthesis.layer{i}."
     if i == 0:

@@ -70,7 +70,7 @@ def test_hammer_stylegan1_with_a_wrong_blur_filter_is_refused(tmp_path,
                                                              capsys):
   h = hammer_state_dict(_sd(2))
   key = next(k for k in h if k.endswith(".filter"))
-  h[key] = torch.ones(3, 3) / 9  # a box blur is not StyleGAN1's [1, 2, 1]
+  h[key] = torch.ones(1, 1, 3, 3) / 9  # a box blur is not StyleGAN1's [1, 2, 1]
   src = tmp_path / "stylegan_box.pth"
   torch.save({"models": {"generator": h}}, str(src))
   _refused(tmp_path, capsys, src, key.split(".")[1])
