@@ -9,6 +9,12 @@ skipped, never fatal: they are listed in a warning, in the report that
 prepare_image_dataset returns and in the dataset's metadata.json
 ({"skipped": {split: [{"path", "reason"}]}}). Command line:
 `python -m padinv_jax.data --name ffhq --train DIR_OR_ZIP [--test ...]`.
+A source may also be an IDX images file (``*-images-idx3-ubyte[.gz]``, e.g.
+Fashion-MNIST's): its images are put on the 32 px canvas of
+padinv_jax.data.fashion_mnist and named FILE[i]:
+`python -m padinv_jax.data --name fashion32 --resolution 32 --train
+/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz --test
+/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz`.
 """
 
 from __future__ import annotations
@@ -121,6 +127,8 @@ def list_images(location: str):
   if not os.path.exists(location):
     raise FileNotFoundError(f"image source {location!r} does not exist; pass "
                             f"a folder of images or a .zip file")
+  if os.path.isfile(location) and "-idx3-ubyte" in os.path.basename(location):
+    return _idx_images(location)
   if os.path.isfile(location):
     if not zipfile.is_zipfile(location):
       raise ValueError(f"{location!r} is a file but not a zip archive; pass a "
@@ -147,6 +155,26 @@ def list_images(location: str):
         return f.read()
     return read
   return [(p, file_reader(p)) for p in sorted(files)]
+
+
+def _idx_images(location: str):
+  """(name, read_fn) per image of an IDX file, as PNG bytes on the canvas."""
+  from padinv_jax.data import fashion_mnist  # pylint: disable=g-import-not-at-top
+  try:
+    grey = fashion_mnist.read_idx(location, 3)
+  except fashion_mnist.IdxError as e:
+    raise ValueError(str(e)) from None
+  side = max(32, grey.shape[1], grey.shape[2])
+  side = 1 << (side - 1).bit_length()  # the next power of two
+
+  def reader(i):
+    def read():
+      buf = io.BytesIO()
+      Image.fromarray(fashion_mnist.to_canvas(grey[i:i + 1], side)[0]).save(
+          buf, format="PNG")
+      return buf.getvalue()
+    return read
+  return [(f"{location}[{i}]", reader(i)) for i in range(len(grey))]
 
 
 def image_builder(name: str, *, data_dir: Optional[str] = None,
