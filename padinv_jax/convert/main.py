@@ -25,14 +25,16 @@ from padinv_jax.convert.errors import ConvertError
 from padinv_jax.storage import interrupts
 
 FORMATS = ("auto", "nvidia", "rosinality", "hammer", "padinv", "psp", "e4e",
-           "arcface", "lpips")
+           "arcface", "lpips", "inception")
 
 
 # Format name -> module (imported lazily: they pull in jax and the models).
 _MODULES = {"nvidia": "nvidia", "rosinality": "rosinality", "hammer": "hammer",
             "padinv": "hammer", "psp": "psp", "e4e": "psp",
-            "arcface": "loss_formats", "lpips": "loss_formats"}
-_DETECT_ORDER = ("nvidia", "hammer", "psp", "rosinality", "loss_formats")
+            "arcface": "loss_formats", "lpips": "loss_formats",
+            "inception": "inception_fid"}
+_DETECT_ORDER = ("nvidia", "hammer", "psp", "rosinality", "loss_formats",
+                 "inception_fid")
 
 
 def _module(name: str):
@@ -86,7 +88,7 @@ def convert_file(src: str, fmt: str = "auto",
   explicit = fmt != "auto"
   if fmt == "auto":
     fmt = "lpips" if len(objs) > 1 else detect_format(objs[0])
-  if entry and fmt in ("psp", "e4e", "arcface", "lpips"):
+  if entry and fmt in ("psp", "e4e", "arcface", "lpips", "inception"):
     raise ConvertError(f"--entry is not used by the {fmt} format (the file "
                        "holds one network); drop it")
   mod = _module(_MODULES[fmt])

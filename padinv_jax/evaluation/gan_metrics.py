@@ -84,3 +84,23 @@ def classifier_report(clf_vars, clf_cfg, samples_uint8, reference_uint8,
   out["min_class_fraction"] = float(hist.min())
   out["mean_max_softmax"] = float(np.mean(p_s.max(1)))
   return out
+
+
+def inception_report(inception_vars, samples_uint8, reference_uint8,
+                     floor_uint8=None, batch: int = 50) -> dict:
+  """The standard FID: pytorch-fid Inception pool features (2048-d).
+
+  Images go in as they are (a 32 px Fashion-MNIST image is resized to 299 px
+  inside the network, as pytorch-fid does). Statistics as fid.feature_stats
+  (divided by N, stylegan2-ada-pytorch's; pytorch-fid's np.cov divides by
+  N - 1, which moves the FID by O(1/N)).
+  """
+  from padinv_jax.models import inception  # pylint: disable=g-import-not-at-top
+  feats = lambda x: inception.batched_features(inception_vars, x, batch)
+  ref_stats = fid.feature_stats([feats(reference_uint8)])
+  out = {"fid_inception": fid.frechet_distance(
+      fid.feature_stats([feats(samples_uint8)]), ref_stats)}
+  if floor_uint8 is not None:
+    out["fid_inception_floor"] = fid.frechet_distance(
+        fid.feature_stats([feats(floor_uint8)]), ref_stats)
+  return out

@@ -26,7 +26,7 @@ from padinv_jax.storage import array_store
 
 FORMAT = "padinv_jax-part"
 VERSION = 1
-PARTS = ("lpips", "arcface", "discriminator", "classifier")
+PARTS = ("lpips", "arcface", "discriminator", "classifier", "inception")
 
 
 def expected_shapes(part: str, config: Mapping) -> dict:
@@ -52,6 +52,9 @@ def expected_shapes(part: str, config: Mapping) -> dict:
     c_cfg = classifier.classifier_config(**{
         k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
     return jax.eval_shape(lambda k: classifier.init_classifier(k, c_cfg), key)
+  if part == "inception":
+    from padinv_jax.models import inception
+    return inception.param_shapes()
   raise ValueError(f"unknown part {part!r}; one of {PARTS}")
 
 
