@@ -87,7 +87,12 @@ def main(argv=None):
   p.add_argument("--psp", default="fashion32-psp")
   p.add_argument("--classifier", default="fashion_classifier")
   p.add_argument("--per-seed", type=int, default=168,
-                 help="test images per kind and seed (3 x 168 = 504)")
+                 help="test images per kind and seed for the encoders (b) "
+                      "(3 x 168 = 504)")
+  p.add_argument("--opt-per-seed", type=int, default=32,
+                 help="of those, images per kind and seed for the "
+                      "optimisation parts (a) and (c): each costs a "
+                      "generator backward per step")
   p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   p.add_argument("--opt-steps", type=int, default=50)
   p.add_argument("--refine-steps", type=int, default=30)
@@ -124,8 +129,9 @@ def main(argv=None):
   invert = {name: jax.jit(functools.partial(inversion.invert,
                                             config=m.config))
             for name, m in (("padinv", pad_model), ("psp", psp_model))}
-  start_ws = apps.average_ws(gen, n, config=cfg)
-  start_pads = apps.generator_paddings(gen, n, config=cfg)
+  n_opt = min(args.opt_per_seed, n)
+  start_ws = apps.average_ws(gen, n_opt, config=cfg)
+  start_pads = apps.generator_paddings(gen, n_opt, config=cfg)
 
   per = {m: {k: {q: [] for q in METRICS} for k in layouts.KINDS}
          for m in NAMES}
@@ -136,36 +142,48 @@ def main(argv=None):
       t0 = time.time()
       x_u8 = layouts.make_kind(sets[seed], kind, seed=seed)
       x = images_io.to_float(x_u8)
-      outs = {}
+      xo, xo_u8 = x[:n_opt], x_u8[:n_opt]
+      outs, targets = {}, {}
       for space in ("w", "both"):
         ws, pads, losses = ref[("opt", space)](
-            gen, x, start_ws, start_pads, lr=args.lr, lpips_vars=lp)
+            gen, xo, start_ws, start_pads, lr=args.lr, lpips_vars=lp)
         outs[f"opt_{space}"] = synth(gen, ws, pads)
+        targets[f"opt_{space}"] = xo
         curves[f"opt_{space}"][kind].append(np.asarray(losses).tolist())
       for name, model in (("psp", psp_model), ("padinv", pad_model)):
         ws, pads = invert[name](model.params, x_u8)
         outs[f"enc_{name}"] = synth(gen, ws, pads)
+        targets[f"enc_{name}"] = x
         space = "both" if pads else "w"
-        ws, pads, _ = ref[("ref", space)](gen, x, ws, pads, lr=args.lr / 3,
-                                          lpips_vars=lp)
+        ws, pads, _ = ref[("ref", space)](
+            gen, xo, ws[:n_opt], {k: v[:n_opt] for k, v in pads.items()},
+            lr=args.lr / 3, lpips_vars=lp)
         outs[f"ref_{name}"] = synth(gen, ws, pads)
+        targets[f"ref_{name}"] = xo
+      del xo_u8
       for m, y in outs.items():
-        vals = jax.device_get(measure(x, y))
+        vals = jax.device_get(measure(targets[m], y))
         for q in METRICS:
           per[m][kind][q] += np.asarray(vals[q], np.float64).tolist()
       if seed == args.seeds[0]:
         examples[kind] = (x_u8[:4], {m: np.asarray(y[:4])
                                      for m, y in outs.items()})
       print(f"seed {seed} {kind:<5}: " + "  ".join(
-          f"{m} {np.mean(per[m][kind]['mse'][-n:]):.4f}" for m in NAMES)
+          f"{m} {np.mean(per[m][kind]['mse'][-len(targets[m]):]):.4f}"
+          for m in NAMES)
           + f"  ({time.time() - t0:.0f} s)", flush=True)
 
   probe = blend_probe(pad_model, args)
+  counts = {m: len(per[m][layouts.KINDS[0]]["mse"]) // len(args.seeds)
+            for m in NAMES}
   result = {"config": vars(args), "n_per_kind": n * len(args.seeds),
+            "n_per_kind_by_method": {m: c * len(args.seeds)
+                                     for m, c in counts.items()},
             "summary": {m: {k: {q: _mean_ci(per[m][k][q]) for q in METRICS}
                             for k in layouts.KINDS} for m in NAMES},
             "per_seed_mse": {m: {k: [float(np.mean(per[m][k]["mse"][
-                i * n:(i + 1) * n])) for i in range(len(args.seeds))]
+                i * counts[m]:(i + 1) * counts[m]]))
+                for i in range(len(args.seeds))]
                 for k in layouts.KINDS} for m in NAMES},
             "curves": {m: {k: np.mean(v, axis=0).tolist()
                            for k, v in c.items()} for m, c in curves.items()},
@@ -251,7 +269,7 @@ def plot(result, path):
 def example_grid(examples, path):
   rows = []
   for kind, (x, outs) in examples.items():
-    for i in range(len(x)):
+    for i in range(min(len(x), 4)):
       rows.append([x[i]] + [outs[m][i] for m in NAMES])
   grid = images_io.make_grid(rows)
   images_io.save_png(path, np.repeat(np.repeat(grid, 2, 0), 2, 1))
@@ -264,8 +282,12 @@ def report(r) -> str:
       "Command: `python experiments/padding_space_fashion.py --out docs` "
       f"({r['seconds'] / 60:.0f} min on the 2-core CPU).", "",
       f"Held-out Fashion-MNIST TEST images: {r['n_per_kind']} per kind "
-      f"({len(c['seeds'])} seeds x {c['per_seed']}, disjoint, none of the "
-      "demo's 300); kinds from padinv_jax.data.layouts. Generator: the "
+      f"for the encoders ({len(c['seeds'])} seeds x {c['per_seed']}, "
+      "disjoint, none of the demo's 300); the optimisation rows (a) and "
+      f"(c) use the first {c['opt_per_seed']} of each seed's images "
+      f"({r['n_per_kind_by_method']['opt_w']} per kind: each image costs a "
+      "generator backward per step, and the 2-core CPU allows this many); "
+      "kinds from padinv_jax.data.layouts. Generator: the "
       f"embedded `fashion32`; encoders `{c['padinv']}` and `{c['psp']}` "
       "(trained once, seed 0: the intervals cover test images, not "
       f"training). (a) {c['opt_steps']} Adam steps (lr {c['lr']}) from "
@@ -281,7 +303,8 @@ def report(r) -> str:
     for m, name in NAMES.items():
       cells = [f"{r['summary'][m][k][q]['mean']:.4f} +- "
                f"{r['summary'][m][k][q]['ci95']:.4f}" for k in layouts.KINDS]
-      lines.append(f"| {name} | " + " | ".join(cells) + " |")
+      lines.append(f"| {name} (n = {r['n_per_kind_by_method'][m]}) | "
+                   + " | ".join(cells) + " |")
     lines.append("")
   lines += ["## Per-seed MSE means (spread across test draws)", "",
             "| method | " + " | ".join(layouts.KINDS) + " |",
