@@ -45,11 +45,14 @@ def tensorboard_log(run: str):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   times, losses = [], {}
   for f in sorted(glob.glob(os.path.join(run, "tensorboard", "events*"))):
-    for e in tf.compat.v1.train.summary_iterator(f):
-      times.append(e.wall_time)
-      for v in e.summary.value:
-        if v.tag == "train/loss":
-          losses[int(e.step)] = float(v.simple_value)
+    try:
+      for e in tf.compat.v1.train.summary_iterator(f):
+        times.append(e.wall_time)
+        for v in e.summary.value:
+          if v.tag == "train/loss":
+            losses[int(e.step)] = float(v.simple_value)
+    except tf.errors.DataLossError:
+      pass  # the last record of a run stopped with SIGKILL is cut short
   gaps = np.diff(np.sort(np.asarray(times)))
   return float(np.sum(gaps[gaps < 600]) / 3600), sorted(losses.items())
 
