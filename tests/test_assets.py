@@ -72,3 +72,25 @@ def test_the_encoders_load_and_reconstruct_held_out_images(name, padded):
   mse = float(np.mean((y - (x[:60] / 127.5 - 1)) ** 2))
   # Measured 0.04-0.05 (cards); an untrained or damaged encoder is > 0.3.
   assert mse < 0.08, mse
+
+
+@pytest.mark.skipif("fashion32-padinv" not in assets.names(),
+                    reason="the encoders are not embedded yet")
+def test_bfloat16_synthesis_holds_on_the_trained_generator():
+  """Issue 16's bound on a TRAINED network: bf16 convolutions (params,
+  demodulation, noise, skip sum in f32) within 40 dB PSNR of float32, for
+  generator samples and for PadInv's padded reconstructions."""
+  from padinv_jax.models import functional
+  model = padinv_jax.load("fashion32-padinv")
+  g, cfg = model.params["generator"], model.config
+  z = jax.random.normal(jax.random.PRNGKey(0), (16, cfg.generator.z_dim))
+  x, _ = embedded.fashion_test_images()
+  ws_e, pads = model.invert(x[:16])
+  for ws, p in ((functional.mapping(g, z, config=cfg), None), (ws_e, pads)):
+    run = lambda dt: np.asarray(functional.synthesize(g, ws, p, config=cfg,
+                                                      dtype=dt), np.float64)
+    f32, bf16 = run(jax.numpy.float32), run(jax.numpy.bfloat16)
+    assert not np.array_equal(f32, bf16)  # bf16 really ran
+    mse = np.mean((f32 - bf16) ** 2, axis=(1, 2, 3))
+    psnr = 10 * np.log10(4.0 / np.maximum(mse, 1e-20))
+    assert psnr.min() >= 40.0, psnr
