@@ -90,6 +90,11 @@ def get_config():
   # Memory for compute: "none" | "encoder" (per IR-SE unit) | "synthesis"
   # (per generator layer) | "both"; the same update either way.
   c.remat = "none"
+  # Gradient accumulation: each step averages the gradients of accum_steps
+  # micro-batches of batch_size / accum_steps (memory for time). BatchNorm
+  # normalises each micro-batch with its own statistics and updates the
+  # running statistics once per micro-batch (train_lib._accumulate).
+  c.accum_steps = 1
   c.log_every = 50
   c.image_every = 1000
   c.eval_every = 5000

@@ -259,6 +259,40 @@ def _apply(tx, grads, opt_state, params, finite, skip_nonfinite):
   return new_params, new_opt_state, ok
 
 
+def micro_batches(images, accum: int):
+  """[B, ...] -> [accum, B / accum, ...]: micro-batch j is images j, j + k,
+  j + 2k, ... (strided, so each spans every device's shard of the batch)."""
+  b = images.shape[0]
+  if b % accum:
+    raise ValueError(f"config.accum_steps={accum} must divide the batch "
+                     f"({b} per step here)")
+  return jnp.swapaxes(images.reshape((b // accum, accum) + images.shape[1:]),
+                      0, 1)
+
+
+def _accumulate(loss_fn, params, batch_stats, frozen, images, accum: int):
+  """Gradient accumulation over ``accum`` micro-batches (config.accum_steps).
+
+  The gradient is the mean of the micro-batch gradients: the large batch's
+  for every term that is a per-image mean. BatchNorm: each micro-batch is
+  normalised with ITS OWN statistics (as BN over a smaller batch) and the
+  running statistics take one momentum update per micro-batch, in order;
+  the same update as the large batch holds exactly only without batch-
+  dependent normalisation. Measurements are micro-batch means.
+  """
+  def body(carry, x):
+    g_sum, stats = carry
+    (_, (stats, m, _)), g = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, stats, frozen, x)
+    return (jax.tree_util.tree_map(jnp.add, g_sum, g), stats), m
+  zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+  (g_sum, batch_stats), ms = jax.lax.scan(
+      body, (zeros, batch_stats), micro_batches(images, accum))
+  grads = jax.tree_util.tree_map(lambda g: g / accum, g_sum)
+  m = jax.tree_util.tree_map(lambda v: jnp.mean(v, axis=0), ms)
+  return m["loss"], batch_stats, m, grads
+
+
 def train_step(state: TrainState, frozen, images, *, encoder, model_cfg, cfg,
                tx, d_tx=None, nets: LossNets, axis_name: Optional[str] = None,
                compute_dtype=jnp.float32):
@@ -273,9 +307,14 @@ def train_step(state: TrainState, frozen, images, *, encoder, model_cfg, cfg,
       encoder_loss, encoder=encoder, model_cfg=model_cfg, loss_cfg=loss_cfg,
       nets=nets, d_params=state.d_params, compute_dtype=compute_dtype,
       remat_synthesis=cfg.get("remat", "none") in ("synthesis", "both"))
-  (loss, (batch_stats, m, x_hat)), grads = jax.value_and_grad(
-      loss_fn, has_aux=True)(state.params, state.batch_stats, frozen, images)
-  del x_hat
+  accum = int(cfg.get("accum_steps", 1))
+  if accum == 1:
+    (loss, (batch_stats, m, _)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params, state.batch_stats, frozen,
+                               images)
+  else:
+    loss, batch_stats, m, grads = _accumulate(
+        loss_fn, state.params, state.batch_stats, frozen, images, accum)
   if axis_name is not None:
     grads = jax.lax.pmean(grads, axis_name)
     m = jax.lax.pmean(m, axis_name)

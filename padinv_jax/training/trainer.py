@@ -126,6 +126,12 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   # -- Model and frozen parts -----------------------------------------------
   model_cfg, gen_vars, enc_avg = load_generator(cfg)
   encoder_lib.check_compatible(model_cfg)
+  accum = cfg.get("accum_steps", 1)
+  per_replica = cfg.batch_size // (devices.size if pmap_mode else 1)
+  if not isinstance(accum, int) or accum < 1 or per_replica % accum:
+    raise ValueError(f"config.accum_steps={accum!r} must be a positive "
+                     f"integer dividing the batch ({per_replica} per "
+                     f"{'device' if pmap_mode else 'step'})")
   if cfg.get("remat", "none") not in REMAT:
     raise ValueError(f"config.remat must be one of {REMAT}, got "
                      f"{cfg.remat!r}")
