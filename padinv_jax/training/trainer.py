@@ -283,7 +283,13 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     final["eval"] = ev["mean"]
     if is_main:
       images_io.save_png(os.path.join(workdir, "grid.png"), ev["grid"])
-  if is_main and not Preempted.flag:
+  if jax.process_count() > 1 and not Preempted.flag:
+    # Orbax writes in lockstep across processes; a model directory is one
+    # host's file. Run the same command once more in one process: it
+    # resumes at the last step, evaluates and writes WORKDIR/model.
+    logging.warning("multi-process run: WORKDIR/model is not written; run "
+                    "the same command in one process to export it")
+  elif is_main and not Preempted.flag:
     # The trained encoder with its frozen generator: a model directory that
     # padinv_jax.load and every `padinv` command take.
     from padinv_jax.storage import model_dir  # pylint: disable=g-import-not-at-top
