@@ -69,10 +69,9 @@ NAMES = {"opt_w": "optimisation, W+ only", "opt_both": "optimisation, W+ & "
 METRICS = ("mse", "psnr", "ssim", "lpips")
 
 
-def test_sets(n: int, seeds, data_dir=None):
+def test_sets(test, n: int, seeds):
   """{seed: uint8 [n, 32, 32, 3]}: disjoint draws from t10k minus the demo's."""
-  test, _ = fashion_mnist.load("test", data_dir, 32)
-  pool = np.setdiff1d(np.arange(len(test)), embedded.fashion_test_indices())
+  pool = embedded.fashion_other_test_indices(len(test))
   order = np.random.default_rng(1234).permutation(pool)
   if n * len(seeds) > len(order):
     raise ValueError(f"{n} x {len(seeds)} images exceed the {len(order)} "
@@ -107,7 +106,8 @@ def main(argv=None):
   cfg = pad_model.config
   gen = pad_model.params["generator"]
   lp = lpips_jax.load("alex")
-  sets = test_sets(args.per_seed, args.seeds, args.data_dir)
+  test, labels = fashion_mnist.load("test", args.data_dir, 32)
+  sets = test_sets(test, args.per_seed, args.seeds)
   n = args.per_seed
 
   @jax.jit
@@ -173,13 +173,14 @@ def main(argv=None):
           for m in NAMES)
           + f"  ({time.time() - t0:.0f} s)", flush=True)
 
-  probe = blend_probe(pad_model, args)
+  probe = blend_probe(pad_model, args, test, labels)
   counts = {m: len(per[m][layouts.KINDS[0]]["mse"]) // len(args.seeds)
             for m in NAMES}
   result = {"config": vars(args), "n_per_kind": n * len(args.seeds),
             "n_per_kind_by_method": {m: c * len(args.seeds)
                                      for m, c in counts.items()},
-            "summary": {m: {k: {q: _mean_ci(per[m][k][q]) for q in METRICS}
+            "summary": {m: {k: {q: metrics.mean_ci95(per[m][k][q])
+                                for q in METRICS}
                             for k in layouts.KINDS} for m in NAMES},
             "per_seed_mse": {m: {k: [float(np.mean(per[m][k]["mse"][
                 i * counts[m]:(i + 1) * counts[m]]))
@@ -200,16 +201,9 @@ def main(argv=None):
   return 0
 
 
-def _mean_ci(v):
-  v = np.asarray(v, np.float64)
-  return {"mean": float(v.mean()),
-          "ci95": float(1.96 * v.std(ddof=1) / np.sqrt(len(v)))}
-
-
-def blend_probe(model, args):
+def blend_probe(model, args, test, labels):
   """Class of G(W+ of B, paddings of A) per the classifier: A's, B's, other."""
-  test, labels = fashion_mnist.load("test", args.data_dir, 32)
-  pool = np.setdiff1d(np.arange(len(test)), embedded.fashion_test_indices())
+  pool = embedded.fashion_other_test_indices(len(test))
   rng = np.random.default_rng(99)
   a = rng.choice(pool, args.probe_pairs, replace=False)
   b = rng.choice(pool, args.probe_pairs, replace=False)

@@ -1,10 +1,8 @@
 """The embedded demo: test-image kinds, compact model directories, encoder
 training on Fashion-MNIST IDX files, and `padinv demo` end to end."""
 
-import gzip
 import json
 import os
-import struct
 import subprocess
 import sys
 
@@ -20,6 +18,7 @@ from padinv_jax.models import config as config_lib
 from padinv_jax.models import encoder as encoder_lib
 from padinv_jax.storage import assets
 from padinv_jax.storage import model_dir
+from test_fid_and_classifier import _idx as idx_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -130,10 +129,8 @@ def test_generator_asset_is_borrowed_and_checked(tmp_path):
 
 
 def _idx(path, arr):
-  raw = (b"\0\0\x08" + bytes([arr.ndim]) + struct.pack(
-      f">{arr.ndim}I", *arr.shape) + arr.astype(np.uint8).tobytes())
-  with gzip.open(path, "wb") as f:
-    f.write(raw)
+  """An IDX file of uint8 ``arr`` (test_fid_and_classifier's writer)."""
+  idx_file(path, arr.shape, data=arr.astype(np.uint8).tobytes())
 
 
 @pytest.mark.skipif("fashion32" not in assets.names(),

@@ -37,7 +37,9 @@ from padinv_jax.cli.files import InputError
 from padinv_jax.data import embedded
 from padinv_jax.data import images_io
 from padinv_jax.data import layouts
+from padinv_jax.evaluation import metrics
 from padinv_jax.inversion import apps
+from padinv_jax.storage import array_store
 
 OUTPUTS = ("inversion.png", "blend.png", "interpolation.png",
            "from_average.png", "edit.png", "paddings.png", "metrics.json")
@@ -87,13 +89,8 @@ def _load(path: str, what: str, want_paddings: bool) -> cli_run.Model:
 
 
 def _check_same_generator(a: cli_run.Model, b: cli_run.Model, names) -> None:
-  ga = jax.tree_util.tree_leaves(a.params["generator"])
-  gb = jax.tree_util.tree_leaves(b.params["generator"])
-  same = len(ga) == len(gb) and all(
-      np.shape(x) == np.shape(y) and np.array_equal(np.asarray(x),
-                                                     np.asarray(y))
-      for x, y in zip(ga, gb))
-  if not same:
+  digest = lambda m: array_store.tree_digest(m.params["generator"])
+  if digest(a) != digest(b):
     raise InputError(f"{names[0]} and {names[1]} have different generators; "
                      f"the demo compares two encoders of one generator")
 
@@ -113,14 +110,7 @@ class _Metrics:
 
 
 def _summary(values) -> dict:
-  out = {}
-  for k in METRICS:
-    if k in values:
-      v = np.asarray(values[k], np.float64)
-      out[k] = {"mean": float(v.mean()),
-                "ci95": float(1.96 * v.std(ddof=1) / np.sqrt(len(v)))
-                if len(v) > 1 else None}
-  return out
+  return {k: metrics.mean_ci95(values[k]) for k in METRICS if k in values}
 
 
 def _table(result) -> str:
@@ -221,11 +211,10 @@ def cmd_demo(args, outs) -> str:
   steps = 8
   strips = []
   for r in range(min(2, args.show)):
-    one = lambda ws, pads, r=r: (ws[r:r + 1],
-                                 {k: v[r:r + 1] for k, v in pads.items()})
+    pair = slice(r, r + 1)
     for space in ("w", "padding", "both"):
-      c = apps.interpolate(one(ws_a, pads_a), one(ws_b, pads_b), steps,
-                           space=space)
+      c = apps.interpolate(_take((ws_a, pads_a), pair),
+                           _take((ws_b, pads_b), pair), steps, space=space)
       frames = padinv.synthesize(*apps.flatten_steps(c), bs)
       strips.append(list(frames))
   _save(outs, "interpolation.png", strips, args.zoom)

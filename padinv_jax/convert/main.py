@@ -108,12 +108,11 @@ def _check_dst(dst: str, overwrite: bool) -> None:
 
 def _check_finite(params) -> None:
   """Released weights are finite: inf / NaN means a damaged file."""
-  import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+  from padinv_jax.storage import array_store  # pylint: disable=import-outside-toplevel
+  for name, leaf in array_store.flatten(params).items():
     x = np.asarray(leaf)
     if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
-      name = "/".join(str(getattr(k, "key", k)) for k in path)
       raise ConvertError(
           f"{name} holds {int(np.sum(~np.isfinite(x)))} non-finite values "
           f"(inf / NaN): the file is damaged; nothing was written")

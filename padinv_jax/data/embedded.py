@@ -35,3 +35,9 @@ def fashion_test_indices() -> np.ndarray:
   with np.load(asset_path("fashion_mnist_test300.npz"),
                allow_pickle=False) as z:
     return np.asarray(z["test_indices"], np.int64)
+
+
+def fashion_other_test_indices(num_test: int) -> np.ndarray:
+  """Rows 0..num_test-1 of t10k that are NOT among the shipped 300, sorted:
+  the test images evaluation and studies may use beside the demo's."""
+  return np.setdiff1d(np.arange(num_test), fashion_test_indices())

@@ -179,3 +179,11 @@ def match_resolution(x_hat, x, method: str = "avgpool"):
   elif r < s:
     x = downsample(x, r, "avgpool")
   return x_hat, x
+
+
+def mean_ci95(values) -> dict:
+  """{"mean", "ci95"} of per-image values: the mean and 1.96 standard errors
+  (ddof 1; None for a single value), in float64 on the host."""
+  v = np.asarray(values, np.float64).reshape(-1)
+  ci = float(1.96 * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None
+  return {"mean": float(v.mean()), "ci95": ci}

@@ -23,8 +23,6 @@ writes them as an "inception" part directory.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -98,26 +96,6 @@ def param_shapes() -> dict:
     node["bn"] = {k: jax.ShapeDtypeStruct((cout,), f32)
                   for k in ("weight", "bias", "running_mean", "running_var")}
   return tree
-
-
-def init_inception(key) -> dict:
-  """Random variables (tests): He-normal convs, BN near identity."""
-  shapes = param_shapes()
-  leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes)
-  keys = jax.random.split(key, len(leaves))
-  out = []
-  for (path, s), k in zip(leaves, keys):
-    leaf = str(getattr(path[-1], "key", path[-1]))
-    if leaf == "weight" and len(s.shape) == 4:
-      fan_in = int(np.prod(s.shape[1:]))
-      out.append(jax.random.normal(k, s.shape) * np.sqrt(2.0 / fan_in))
-    elif leaf == "running_var":
-      out.append(1.0 + 0.1 * jax.random.uniform(k, s.shape))
-    elif leaf == "weight":
-      out.append(1.0 + 0.1 * jax.random.normal(k, s.shape))
-    else:
-      out.append(0.1 * jax.random.normal(k, s.shape))
-  return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -248,16 +226,13 @@ def features(params, images):
   return jnp.mean(x, axis=(1, 2))
 
 
-@functools.lru_cache(maxsize=2)
-def _jitted():
-  return jax.jit(features)
+_FEATURES_JIT = jax.jit(features)  # traced on first use
 
 
 def batched_features(params, images_uint8, batch: int = 50):
   """uint8 [N, H, W, 3] -> float64 [N, 2048] (batches of ``batch``)."""
-  fn = _jitted()
   out = []
   for i in range(0, len(images_uint8), batch):
     x = np.asarray(images_uint8[i:i + batch], np.float32) / 127.5 - 1.0
-    out.append(np.asarray(fn(params, x), np.float64))
+    out.append(np.asarray(_FEATURES_JIT(params, x), np.float64))
   return np.concatenate(out)

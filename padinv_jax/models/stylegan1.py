@@ -41,7 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from padinv_jax.models import ops
-from padinv_jax.models.stylegan2 import centre_crop, padded_input, truncate
+from padinv_jax.models.stylegan2 import (broadcast_ws, centre_crop,
+                                         padded_input, pixel_norm)
 
 SQRT2 = math.sqrt(2.0)
 # NVIDIA's Gs.run defaults: truncation psi 0.7 on layers < 8 (pass them
@@ -156,15 +157,10 @@ class MappingNetwork(nn.Module):
 
   @nn.compact
   def __call__(self, z, psi=1.0, cutoff: Optional[int] = None):
-    x = z.astype(jnp.float32)
-    x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True)
-                          + 1e-8)
+    x = pixel_norm(z.astype(jnp.float32))
     for i in range(self.num_layers):
       x = _Dense(self.w_dim, self.lr_mul, name=f"Dense{i}")(x)
-    w_avg = self.variable("buffers", "w_avg", jnp.zeros, (self.w_dim,),
-                          jnp.float32)
-    ws = jnp.broadcast_to(x[:, None, :], (x.shape[0], self.num_ws, self.w_dim))
-    return truncate(ws, w_avg.value, psi, cutoff)
+    return broadcast_ws(self, x, self.num_ws, psi, cutoff)
 
 
 class _Dense(nn.Module):

@@ -190,6 +190,23 @@ def truncate(ws, w_avg, psi=1.0, cutoff: Optional[int] = None):
   return ws.at[:, :n].set(w_avg + psi * (ws[:, :n] - w_avg))
 
 
+def pixel_norm(x):
+  """x / sqrt(mean(x^2) + 1e-8) over the last axis (the mapping's input)."""
+  return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True)
+                           + 1e-8)
+
+
+def broadcast_ws(module: nn.Module, w, num_ws: int, psi=1.0,
+                 cutoff: Optional[int] = None):
+  """w [N, w_dim] -> truncated ws [N, num_ws, w_dim] around the mapping's
+  w_avg buffer, declared on ``module`` (both families' mapping networks)."""
+  w_dim = w.shape[-1]
+  w_avg = module.variable("buffers", "w_avg", jnp.zeros, (w_dim,),
+                          jnp.float32)
+  ws = jnp.broadcast_to(w[:, None, :], (w.shape[0], num_ws, w_dim))
+  return truncate(ws, w_avg.value, psi, cutoff)
+
+
 class MappingNetwork(nn.Module):
   """z -> normalise -> depth x EqualDense(lr_mul) + lrelu -> ws [N, num_ws, w]."""
   z_dim: int
@@ -200,16 +217,11 @@ class MappingNetwork(nn.Module):
 
   @nn.compact
   def __call__(self, z, psi=1.0, cutoff: Optional[int] = None):
-    x = z.astype(jnp.float32)
-    x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True)
-                          + 1e-8)
+    x = pixel_norm(z.astype(jnp.float32))
     for i in range(self.num_layers):
       x = ops.EqualDense(self.w_dim, lr_mul=self.lr_mul, activation="lrelu",
                          name=f"fc{i}")(x)
-    w_avg = self.variable("buffers", "w_avg", jnp.zeros, (self.w_dim,),
-                          jnp.float32)
-    ws = jnp.broadcast_to(x[:, None, :], (x.shape[0], self.num_ws, self.w_dim))
-    return truncate(ws, w_avg.value, psi, cutoff)
+    return broadcast_ws(self, x, self.num_ws, psi, cutoff)
 
 
 class SynthesisNetwork(nn.Module):

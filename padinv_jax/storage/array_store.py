@@ -25,12 +25,15 @@ CONFIG_FILE = "config.json"
 ARRAYS_DIR = "arrays"
 
 
+def path_name(path) -> str:
+  """A jax tree path as "a/b/c" (the names errors show)."""
+  return "/".join(str(getattr(k, "key", k)) for k in path)
+
+
 def flatten(tree) -> dict[str, Any]:
   """{"a/b/c": leaf} with "/"-joined dict keys (the names errors show)."""
-  out = {}
-  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    out["/".join(str(getattr(k, "key", k)) for k in path)] = leaf
-  return out
+  return {path_name(path): leaf
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def tree_digest(tree) -> str:

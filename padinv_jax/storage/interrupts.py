@@ -25,16 +25,23 @@ def _raise(signum, frame):
 
 
 @contextlib.contextmanager
-def terminate_as_interrupt():
+def _handling(signals, handler):
+  """``handler`` for ``signals`` inside the block; the old ones after."""
   try:
-    old = signal.signal(signal.SIGTERM, _raise)
+    old = {s: signal.signal(s, handler) for s in signals}
   except ValueError:  # not the main thread: leave signals alone
     yield
     return
   try:
     yield
   finally:
-    signal.signal(signal.SIGTERM, old)
+    for s, h in old.items():
+      signal.signal(s, h)
+
+
+def terminate_as_interrupt():
+  """SIGTERM raises Terminated (a KeyboardInterrupt) inside the block."""
+  return _handling((signal.SIGTERM,), _raise)
 
 
 _CLEANUPS = []
@@ -70,17 +77,8 @@ def exit_on_signals(message: str):
     sys.stderr.flush()
     os._exit(EXIT_INTERRUPTED)  # pylint: disable=protected-access
 
-  try:
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM,
-                                                  signal.SIGINT)}
-  except ValueError:  # not the main thread: leave signals alone
+  with _handling((signal.SIGTERM, signal.SIGINT), handler):
     yield
-    return
-  try:
-    yield
-  finally:
-    for s, h in old.items():
-      signal.signal(s, h)
 
 
 EXIT_INTERRUPTED = 130

@@ -207,7 +207,7 @@ def _from_float16(stored, want, where: str):
   flat_w = array_store.flatten(want)
 
   def cast(path, v):
-    k = "/".join(str(getattr(p, "key", p)) for p in path)
+    k = array_store.path_name(path)
     w = flat_w.get(k)
     if w is None or np.dtype(w.dtype) != np.float32:
       return v  # check_params names it

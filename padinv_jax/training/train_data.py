@@ -19,7 +19,6 @@ from typing import Callable, Iterator, NamedTuple
 from absl import logging
 import jax
 import ml_collections
-import numpy as np
 
 from padinv_jax.data import pipeline as data_lib
 from padinv_jax.data import demo_data
@@ -55,8 +54,7 @@ def build(cfg, model_cfg, gen_vars, workdir: str) -> TrainData:
       # Test images other than the 300 shipped with the package, which the
       # demo and the reconstruction metrics hold out.
       test = fashion_mnist.load("test", d.data_dir, size=d.resolution)[0]
-      keep = np.setdiff1d(np.arange(len(test)),
-                          embedded.fashion_test_indices())
+      keep = embedded.fashion_other_test_indices(len(test))
       eval_source = data_lib.ArraySource(test[keep[:int(d.num_eval_images)]])
   else:
     train_source = data_lib.open_source(d, d.train_split)
