@@ -37,6 +37,7 @@ import numpy as np
 
 from padinv_jax.storage import array_store
 from padinv_jax.storage import assets
+from padinv_jax.storage import host_memory
 from padinv_jax.models import config as config_lib
 from padinv_jax.models import functional
 from padinv_jax.inversion import core as inversion
@@ -296,6 +297,8 @@ def load(path: str) -> "PadInvModel":
   arrays = _complete(meta, array_store.read_arrays(path), config, path)
   check_params(arrays, config, f"model directory {path}")
   params = jax.device_put(arrays)
+  del arrays
+  host_memory.release()  # the reader's freed buffers (GBs for IR-SE-50)
   return PadInvModel(config, params, path=path)
 
 

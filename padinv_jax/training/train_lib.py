@@ -43,6 +43,18 @@ class TrainState:
   d_opt_state: Any = None
 
 
+def state_from_encoder(enc_vars, tx: optax.GradientTransformation,
+                       seed: int = 0) -> TrainState:
+  """A step-0 TrainState over existing encoder variables (fresh optimiser).
+
+  The state is donated to train_step: pass copies of arrays still needed.
+  """
+  return TrainState(step=jnp.zeros([], jnp.int32), params=enc_vars["params"],
+                    batch_stats=enc_vars["batch_stats"],
+                    opt_state=tx.init(enc_vars["params"]),
+                    rng=jax.random.PRNGKey(seed))
+
+
 class LossNets(NamedTuple):
   """Pure callables over frozen loss networks (built by the trainer).
 

@@ -25,6 +25,7 @@ from padinv_jax.models import functional
 from padinv_jax.data import images_io
 from padinv_jax.training import checkpoints
 from padinv_jax.training import loss_nets
+from padinv_jax.storage import host_memory
 from padinv_jax.storage import part_dir
 from padinv_jax.training import train_lib
 from padinv_jax.training import train_data
@@ -221,6 +222,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   history, m_acc, t0, seen = [], [], time.time(), 0
   progress = _progress(cfg, start_step) if is_main else None
   batches = train_ds.iterate(start_step)  # the data position is the step
+  run_step = None
   try:
     for step in range(start_step + 1, cfg.num_steps + 1):
       local = next(batches)
@@ -228,7 +230,14 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         images = local.reshape((len(local_devices), -1) + local.shape[1:])
       else:
         images = jax.make_array_from_process_local_data(data_sharding, local)
-      state, m = p_step(state, frozen, images)
+      if run_step is None:
+        # Compiled ahead of the first call so that the compiler's freed
+        # memory goes back to the OS before the step's working memory is
+        # allocated (on the CPU backend both are host memory).
+        run_step = (p_step if pmap_mode
+                    else p_step.lower(state, frozen, images).compile())
+        host_memory.release()
+      state, m = run_step(state, frozen, images)
       m_acc.append(m)
       seen += cfg.batch_size
       if step % cfg.log_every == 0 or step == cfg.num_steps:
