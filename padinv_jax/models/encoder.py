@@ -60,45 +60,21 @@ class Map2Style(nn.Module):
   features: int
 
   @nn.compact
-  def __call__(self, x, conv0=None, conv0_weights: bool = False):
-    """x [N, n, n, C] -> code [N, features].
-
-    ``conv0``: the first conv's output, computed by the caller (the heads
-    of one level together, :func:`_first_convs`); ``conv0_weights``: return
-    the first conv's (kernel, bias) instead of a code.
-    """
+  def __call__(self, x, patches=None):
+    """x [N, n, n, C] -> code [N, features]; ``patches``: optional
+    ``ops.conv_patches(x, 3, 2, 1)`` shared by the heads of one level."""
     n = x.shape[1]
     num_convs = int(round(math.log2(n)))
     if 2 ** num_convs != n or x.shape[2] != n:
       raise ValueError(f"Map2Style needs a square power-of-two feature map, "
                        f"got {x.shape[1:3]}")
-    conv = functools.partial(ops.TorchConv, self.features, 3, stride=2,
-                             padding=1)
-    if conv0_weights:
-      return conv(name="conv0")(x, weights_only=True)
     for k in range(num_convs):
-      x = conv0 if (k == 0 and conv0 is not None) else conv(
-          name=f"conv{k}")(x)
+      x = ops.TorchConv(self.features, 3, stride=2, padding=1,
+                        name=f"conv{k}")(x, patches if k == 0 else None)
       x = jnp.where(x >= 0, x, 0.01 * x)
     chex.assert_shape(x, (None, 1, 1, self.features))
     x = x.reshape(x.shape[0], self.features)
     return ops.EqualDense(self.features, lr_mul=1.0, name="linear")(x)
-
-
-def _first_convs(heads, x):
-  """The 3x3 stride-2 first convs of several heads on the same map x, as
-  one patch extraction and one matmul over their concatenated kernels:
-  forward, input gradient and kernel gradient are then one large product
-  each instead of one per head plus a sum (XLA:CPU ran the per-head
-  products at a fifth of its matmul peak). Same values up to float32
-  rounding; the parameters stay per head."""
-  weights = [h(x, conv0_weights=True) for h in heads]
-  cin, cout = x.shape[-1], weights[0][0].shape[-1]
-  kernel = jnp.concatenate([w.reshape(9 * cin, cout) for w, _ in weights],
-                           axis=1).astype(x.dtype)
-  bias = jnp.concatenate([b for _, b in weights]).astype(x.dtype)
-  y = ops.conv_patches(x, 3, stride=2, padding=1) @ kernel + bias
-  return jnp.split(y, len(heads), axis=-1)
 
 
 class Encoder(nn.Module):
@@ -168,16 +144,17 @@ class Encoder(nn.Module):
 
     codes = []
     for level, count in enumerate(self.codes_per_level):
-      heads = [Map2Style(self.w_dim, name=f"head{len(codes) + i}")
-               for i in range(count)]
-      first = [None] * count
       # The heads of a level read the same map: on XLA:CPU their first
-      # convs run as ONE matmul (benchmarks/RESULTS.md); a single conv does
-      # not gain, other backends keep their convs.
+      # convs ran 1.4-1.7x faster as one patch extraction plus a matmul per
+      # head than as separate convs (benchmarks/RESULTS.md); a single conv
+      # does not gain, other backends keep their convs.
+      patches = None
       if count > 1 and feats[level].shape[1] > 1 and ops.cpu_conv_rewrites():
-        first = _first_convs(heads, feats[level])
-      for head, conv0 in zip(heads, first):
-        codes.append(head(feats[level], conv0))
+        patches = ops.conv_patches(feats[level], 3, stride=2, padding=1)
+      for _ in range(count):
+        j = len(codes)
+        codes.append(Map2Style(self.w_dim, name=f"head{j}")(feats[level],
+                                                             patches))
     ws = jnp.stack(codes, axis=1)  # [N, num_codes, w_dim]
     if self.encoder_type == "e4e":
       # e4e: every code is a delta on the first one.

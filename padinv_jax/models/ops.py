@@ -316,23 +316,17 @@ class TorchConv(nn.Module):
   use_bias: bool = True
 
   @nn.compact
-  def __call__(self, x, patches=None, weights_only: bool = False):
+  def __call__(self, x, patches=None):
     """x [N, H, W, Cin] -> [N, Ho, Wo, features].
 
     ``patches``: optional ``conv_patches(x, kernel_size, stride, padding)``,
     computed once by a caller whose several convs read the same x; the conv
     is then one matmul on them (same result up to float32 rounding).
-    ``weights_only``: return (kernel, bias or None) instead, for a caller
-    that applies several convs of one input as one matmul.
     """
     cin = x.shape[-1]
     k = self.kernel_size
     init = torch_uniform_init(cin * k * k)
     w = self.param("kernel", init, (k, k, cin, self.features))
-    if weights_only:
-      b = (self.param("bias", init, (self.features,)) if self.use_bias
-           else None)
-      return w, b
     if patches is None:
       y = conv2d(x, w, stride=self.stride, padding=self.padding)
     else:
