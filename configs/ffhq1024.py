@@ -95,6 +95,10 @@ def get_config():
   # normalises each micro-batch with its own statistics and updates the
   # running statistics once per micro-batch (train_lib._accumulate).
   c.accum_steps = 1
+  # False: the micro-batches run in a loop, one's activations at a time
+  # (least memory; on XLA:CPU the loop ran 6x slower); True: unrolled,
+  # as fast as the plain step but XLA overlaps them (benchmarks/RESULTS.md).
+  c.accum_unroll = False
   c.log_every = 50
   c.image_every = 1000
   c.eval_every = 5000

@@ -242,6 +242,14 @@ def test_gradient_accumulation_is_the_mean_of_micro_batch_gradients():
                   jax.tree_util.tree_leaves(stats)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(m["loss"], np.mean(losses), rtol=1e-5)
+  # Unrolled (config.accum_unroll) is the same update.
+  cfg3 = ml_collections.ConfigDict(cfg2.to_dict())
+  cfg3.accum_unroll = True
+  new3, _ = step(cfg3)
+  for a, b in zip(jax.tree_util.tree_leaves(new3.params),
+                  jax.tree_util.tree_leaves(want)):
+    scale = max(1.0, float(np.max(np.abs(b))))
+    assert float(np.max(np.abs(np.asarray(a) - b))) <= 1e-5 * scale
   # Micro-batch statistics are not the large batch's: BN over all 8 images
   # gives other running statistics than two passes over 4.
   (_, (full_stats, _, _)), _ = grad_fn(state.params, state.batch_stats,

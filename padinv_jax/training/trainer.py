@@ -133,6 +133,9 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     raise ValueError(f"config.accum_steps={accum!r} must be a positive "
                      f"integer dividing the batch ({per_replica} per "
                      f"{'device' if pmap_mode else 'step'})")
+  if not isinstance(cfg.get("accum_unroll", False), bool):
+    raise ValueError(f"config.accum_unroll must be True or False, got "
+                     f"{cfg.accum_unroll!r}")
   if cfg.get("remat", "none") not in REMAT:
     raise ValueError(f"config.remat must be one of {REMAT}, got "
                      f"{cfg.remat!r}")
