@@ -58,3 +58,21 @@ def test_convs_benchmark_quick(tmp_path, monkeypatch):
                 "dw_xla_gflops", "dw_torch_gflops"):
       assert row[key] > 0, key
     assert row["max_diff"] < 1e-4 and row["dw_rel_diff"] < 1e-5, row
+
+
+def test_official_benchmark_names_what_it_needs(tmp_path, capsys):
+  """benchmarks/official.py without the official checkout: one clear line.
+
+  (The comparison itself needs github.com/EzioBy/padinv, which CI cannot
+  fetch; its numbers are in benchmarks/RESULTS.md.)"""
+  sys.path.insert(0, BENCH)
+  try:
+    import official  # noqa: F401 (benchmarks/official.py)
+    import official_child
+    with pytest.raises(SystemExit):
+      official.main([])
+    assert "--official PATH" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="missing"):
+      official_child.import_official(str(tmp_path))
+  finally:
+    sys.path.remove(BENCH)
