@@ -133,7 +133,8 @@ def official_kwargs(res: int) -> dict:
 # Child: the official training step.
 
 
-def child_official(a) -> dict:
+def load_official(a):
+  """(torch, E, G) of the official code with the checkpoint's weights."""
   torch, enc, gen = official_models(a.official, a.res)
   torch.set_num_threads(os.cpu_count() or 1)
   ck = torch.load(a.checkpoint, weights_only=True, map_location="cpu")
@@ -141,6 +142,11 @@ def child_official(a) -> dict:
   gen.load_state_dict(ck["models"]["generator"])
   del ck
   enc.avg_latent = gen.w_avg.clone()  # what the PadInv runner sets
+  return torch, enc, gen
+
+
+def child_official(a) -> dict:
+  torch, enc, gen = load_official(a)
   enc.train().requires_grad_(True)
   gen.eval().requires_grad_(False)
   opt = torch.optim.Adam(enc.parameters(), lr=LR, betas=(0.9, 0.999))
@@ -213,13 +219,7 @@ def child_official(a) -> dict:
 
 def child_official_invert(a) -> dict:
   """G(E(x)) at the generator's resolution, eval mode, no autograd."""
-  torch, enc, gen = official_models(a.official, a.res)
-  torch.set_num_threads(os.cpu_count() or 1)
-  ck = torch.load(a.checkpoint, weights_only=True, map_location="cpu")
-  enc.load_state_dict(ck["models"]["encoder"])
-  gen.load_state_dict(ck["models"]["generator"])
-  del ck
-  enc.avg_latent = gen.w_avg.clone()
+  torch, enc, gen = load_official(a)
   enc.eval()
   gen.eval()
   x = torch.from_numpy(images(a.batch).transpose(0, 3, 1, 2).copy())
