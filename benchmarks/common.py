@@ -301,6 +301,15 @@ def build_models(cfg, seed: int = 0):
   return enc, sd, variables
 
 
+def sanitize_torch_grads(params, clamp: float) -> None:
+  """train_lib.sanitize_grads in torch, in place: NaN -> 0, +-inf and
+  everything else into [-clamp, clamp]."""
+  for p in params:
+    if p.grad is not None:
+      torch.nan_to_num_(p.grad, nan=0.0, posinf=clamp, neginf=-clamp)
+      p.grad.clamp_(-clamp, clamp)
+
+
 def torch_invert_fn(enc, sd, gen_cfg):
   """x NCHW -> G(E(x)) NCHW with the torch references (eval mode)."""
   nws = config_lib.num_ws(gen_cfg)

@@ -45,6 +45,9 @@ import jax.numpy as jnp
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import measure  # noqa: E402  (torch-free helpers of benchmarks/)
+
 REF = os.path.join(HERE, "device_check_ref.npz")
 # --size: (generator px, the reference's tiny network?, default batch).
 SIZES = {"tiny": (32, True, 2), "small": (256, False, 2),
@@ -90,15 +93,9 @@ def _compare(name, got, want, tol):
 
 
 def _sgd_train_cfg():
-  import ml_collections  # pylint: disable=import-outside-toplevel
-  c = ml_collections.ConfigDict()
-  c.loss = ml_collections.ConfigDict(dict(
-      mse=1.0, lpips=0.0, id=0.0, wnorm=0.003, adv=0.0, r1_gamma=10.0,
-      downsample="avgpool"))
-  c.optim = ml_collections.ConfigDict(dict(
-      name="sgd", lr=0.01, b1=0.9, b2=0.999, eps=1e-8, grad_clamp=1e5,
-      skip_nonfinite=False))
-  return c
+  """The reference step's objective and plain SGD (lr 0.01: the update over
+  lr is the clamped gradient)."""
+  return measure.step_config("sgd", 0.01, grad_clamp=1e5)
 
 
 def parity(path: str, tol: float, step_tol: float = 2e-2) -> list[dict]:
@@ -188,25 +185,8 @@ def _peak_mb():
   stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
   if stats and "peak_bytes_in_use" in stats:
     return stats["peak_bytes_in_use"] / 2 ** 20, "device"
-  try:
-    with open("/proc/self/status") as f:
-      for line in f:
-        if line.startswith("VmHWM:"):
-          return int(line.split()[1]) / 1024, "process RSS"
-  except OSError:
-    pass
-  return None, None
-
-
-def _median(fn, warmup, reps):
-  for _ in range(warmup):
-    fn()
-  times = []
-  for _ in range(reps):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return float(np.median(times))
+  peak = measure.peak_rss_mb()
+  return (peak, "process RSS") if peak is not None else (None, None)
 
 
 def speed(size: str, batch: int, reps: int, ref_path: str) -> list[dict]:
@@ -242,7 +222,8 @@ def speed(size: str, batch: int, reps: int, ref_path: str) -> list[dict]:
     t = time.perf_counter()
     jax.block_until_ready(f(variables, x))
     first = time.perf_counter() - t
-    med = _median(lambda: jax.block_until_ready(f(variables, x)), 0, reps)
+    med = measure.median_time(
+        lambda: jax.block_until_ready(f(variables, x)), 0, reps)[0]
     peak, peak_kind = _peak_mb()
     rows.append({"what": "inversion G(E(x))", "dtype": name, "batch": batch,
                  "first_call_s": first, "median_s": med,
@@ -250,8 +231,7 @@ def speed(size: str, batch: int, reps: int, ref_path: str) -> list[dict]:
                  "peak_kind": peak_kind})
 
     # One training step.
-    tcfg = _sgd_train_cfg()
-    tcfg.optim.name, tcfg.optim.lr = "adam", 1e-4
+    tcfg = measure.step_config("adam", 1e-4, grad_clamp=1e5)
     tx = train_lib.make_optimizer(tcfg.optim)
     encoder = encoder_lib.build_encoder(cfg.encoder)
     state = train_lib.state_from_encoder(
@@ -269,7 +249,7 @@ def speed(size: str, batch: int, reps: int, ref_path: str) -> list[dict]:
     t = time.perf_counter()
     loss = float(run()["loss"])
     first = time.perf_counter() - t
-    med = _median(run, 0, reps)
+    med = measure.median_time(run, 0, reps)[0]
     peak, peak_kind = _peak_mb()
     rows.append({"what": "training step", "dtype": name, "batch": batch,
                  "first_call_s": first, "median_s": med,

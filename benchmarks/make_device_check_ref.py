@@ -31,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import common  # noqa: E402  (puts tests/ on the path, builds both models)
+import measure  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -43,7 +44,8 @@ from torch_ref import padinv_encoder_ref as enc_ref  # noqa: E402
 from torch_ref import stylegan2_ref as gen_ref  # noqa: E402
 
 OUT = os.path.join(HERE, "device_check_ref.npz")
-MSE, WNORM, LR, CLAMP = 1.0, 0.003, 0.01, 1e5
+MSE, WNORM = measure.MSE, measure.WNORM
+LR, CLAMP = 0.01, 1e5
 
 
 def nhwc(t):
@@ -97,10 +99,7 @@ def main():
   wnorm = (ws - enc.avg_latent).flatten(1).norm(dim=1).mean()
   loss = MSE * mse + WNORM * wnorm
   loss.backward()
-  for p in enc.parameters():
-    if p.grad is not None:
-      torch.nan_to_num_(p.grad, nan=0.0, posinf=CLAMP, neginf=-CLAMP)
-      p.grad.clamp_(-CLAMP, CLAMP)
+  common.sanitize_torch_grads(enc.parameters(), CLAMP)
   opt.step()
   out["ref/loss"] = np.float32(loss.item())
   new = padinv_keys.encoder_from_official(

@@ -14,54 +14,18 @@ import sys
 import time
 import types
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from measure import (  # noqa: E402
+    MSE, WNORM, median_time, peak_rss_mb, reset_peak, rss_mb, step_config)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=individual_convolution"
-MSE, WNORM, LR = 1.0, 0.003, 1e-4
+LR = 1e-4
 CODES = (3, 4, 11)
 PAD_LAYER_NUM = 4
 LOSS_RES = 256
-
-# ----------------------------------------------------------------------------
-# Memory of this process (Linux /proc).
-
-
-def _status_kb(field: str) -> int:
-  with open("/proc/self/status") as f:
-    for line in f:
-      if line.startswith(field + ":"):
-        return int(line.split()[1])
-  return 0
-
-
-def rss_mb() -> float:
-  return _status_kb("VmRSS") / 1024
-
-
-def peak_mb() -> float:
-  return _status_kb("VmHWM") / 1024
-
-
-def reset_peak() -> bool:
-  """Resets VmHWM to the current RSS (Linux >= 4.0); False where refused."""
-  try:
-    with open("/proc/self/clear_refs", "w") as f:
-      f.write("5")
-    return True
-  except OSError:
-    return False
-
-
-def median_time(fn, warmup: int, reps: int) -> tuple[float, list]:
-  for _ in range(warmup):
-    fn()
-  times = []
-  for _ in range(reps):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return float(sorted(times)[len(times) // 2]), times
-
 
 PHASES = ("enc_fwd", "gen_fwd", "gen_bwd", "enc_bwd", "optim")
 
@@ -187,7 +151,7 @@ def child_official(a) -> dict:
   row["first_step_s"] = time.perf_counter() - t
   row["rss_after_step1_mb"] = rss_mb()
   row["step_s"], row["step_times"] = median_time(step, a.warmup - 1, a.reps)
-  row["peak_mb"] = peak_mb()
+  row["peak_mb"] = peak_rss_mb()
 
   if a.phases:
     def phased():
@@ -237,7 +201,7 @@ def child_official_invert(a) -> dict:
   row["first_step_s"] = time.perf_counter() - t
   row["out_mean_abs"] = float(out.abs().mean())
   row["step_s"], row["step_times"] = median_time(run, a.warmup - 1, a.reps)
-  row["peak_mb"] = peak_mb()
+  row["peak_mb"] = peak_rss_mb()
   return row
 
 
@@ -267,7 +231,7 @@ def child_jax_invert(a) -> dict:
   row["first_step_s"] = time.perf_counter() - t
   row["out_mean_abs"] = float(jnp.mean(jnp.abs(out)))
   row["step_s"], row["step_times"] = median_time(run, a.warmup - 1, a.reps)
-  row["peak_mb"] = peak_mb()
+  row["peak_mb"] = peak_rss_mb()
   return row
 
 
@@ -275,15 +239,9 @@ def child_jax_invert(a) -> dict:
 # Child: padinv_jax's training step.
 
 
-def _train_cfg(a, batch_norm_clamp=3.4e38):
-  import ml_collections  # pylint: disable=import-outside-toplevel
-  c = ml_collections.ConfigDict()
-  c.loss = ml_collections.ConfigDict(dict(
-      mse=MSE, lpips=0.0, id=0.0, wnorm=WNORM, adv=0.0, r1_gamma=10.0,
-      downsample="avgpool"))
-  c.optim = ml_collections.ConfigDict(dict(
-      name="adam", lr=LR, b1=0.9, b2=0.999, eps=1e-8,
-      grad_clamp=batch_norm_clamp, skip_nonfinite=False))
+def _train_cfg(a):
+  """The official runner's clean-up only clamps to the float32 range."""
+  c = step_config("adam", LR, grad_clamp=3.4e38)
   c.remat = a.remat
   c.accum_steps = a.accum
   c.accum_unroll = a.accum_unroll
@@ -345,7 +303,7 @@ def child_jax(a) -> dict:
   row["first_step_s"] = time.perf_counter() - t
   row["rss_after_step1_mb"] = rss_mb()
   row["step_s"], row["step_times"] = median_time(run, a.warmup - 1, a.reps)
-  row["peak_mb"] = peak_mb()
+  row["peak_mb"] = peak_rss_mb()
 
   if a.phases:
     st = holder["state"]

@@ -28,9 +28,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
+import measure  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import ml_collections  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
@@ -39,18 +39,12 @@ from padinv_jax.models import encoder as encoder_lib  # noqa: E402
 from padinv_jax.training import train_lib  # noqa: E402
 from torch_ref import stylegan2_ref as gen_ref  # noqa: E402
 
-MSE, WNORM, LR, CLAMP = 1.0, 0.003, 1e-4, 1e5
+MSE, WNORM = measure.MSE, measure.WNORM
+LR, CLAMP = 1e-4, 1e5
 
 
 def train_config():
-  c = ml_collections.ConfigDict()
-  c.loss = ml_collections.ConfigDict(dict(
-      mse=MSE, lpips=0.0, id=0.0, wnorm=WNORM, adv=0.0, r1_gamma=10.0,
-      downsample="avgpool"))
-  c.optim = ml_collections.ConfigDict(dict(
-      name="adam", lr=LR, b1=0.9, b2=0.999, eps=1e-8, grad_clamp=CLAMP,
-      skip_nonfinite=False))
-  return c
+  return measure.step_config("adam", LR, grad_clamp=CLAMP)
 
 
 def jax_step_fn(cfg, variables, dtype):
@@ -59,11 +53,9 @@ def jax_step_fn(cfg, variables, dtype):
   tx = train_lib.make_optimizer(tcfg.optim)
   encoder = encoder_lib.build_encoder(cfg.encoder)
   enc = variables["encoder"]
-  params = jax.tree_util.tree_map(jnp.array, enc["params"])
-  state = train_lib.TrainState(
-      step=jnp.zeros([], jnp.int32), params=params,
-      batch_stats=jax.tree_util.tree_map(jnp.array, enc["batch_stats"]),
-      opt_state=tx.init(params), rng=jax.random.PRNGKey(0))
+  state = train_lib.state_from_encoder(jax.tree_util.tree_map(
+      jnp.array, {"params": enc["params"],
+                  "batch_stats": enc["batch_stats"]}), tx)
   frozen = {"generator": variables["generator"],
             "encoder_buffers": enc["buffers"]}
   step = jax.jit(functools.partial(
@@ -94,10 +86,7 @@ def torch_step_fn(enc, sd, gen_cfg):
     wnorm = (ws - w_avg).flatten(1).norm(dim=1).mean()
     loss = MSE * mse + WNORM * wnorm
     loss.backward()
-    for p in enc.parameters():
-      if p.grad is not None:
-        torch.nan_to_num_(p.grad, nan=0.0, posinf=CLAMP, neginf=-CLAMP)
-        p.grad.clamp_(-CLAMP, CLAMP)
+    common.sanitize_torch_grads(enc.parameters(), CLAMP)
     opt.step()
     return loss.item()
   return step
