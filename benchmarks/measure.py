@@ -1,7 +1,7 @@
 """Torch-free pieces the benchmarks share: the timed loss, host memory, timing.
 
-device_check.py (which must run without torch) and official_child.py import
-this; common.py (torch references) re-exports step_config.
+device_check.py (which must run without torch), official_child.py,
+train_step.py and make_device_check_ref.py import this.
 """
 
 from __future__ import annotations
