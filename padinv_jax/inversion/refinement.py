@@ -27,6 +27,7 @@ import optax
 
 from padinv_jax.models import config as config_lib
 from padinv_jax.models import functional
+from padinv_jax.models import loop_convs
 from padinv_jax.evaluation import metrics
 from padinv_jax.inversion import core as inversion
 
@@ -131,10 +132,13 @@ def refine(gen_params, images, ws, paddings: Optional[Mapping], *, config,
     return jnp.sum(per_image), jnp.mean(per_image)
 
   tx = optax.adam(lr)
+  # Canonical conv order: XLA:CPU would run the loop body's backward convs
+  # as naive loops (models/loop_convs.py).
+  grad_fn = loop_convs.canonical_convs(jax.grad(loss_fn, has_aux=True))
 
   def step(carry, _):
     codes, opt_state = carry
-    grads, mean_loss = jax.grad(loss_fn, has_aux=True)(codes)
+    grads, mean_loss = grad_fn(codes)
     updates, opt_state = tx.update(grads, opt_state, codes)
     return (optax.apply_updates(codes, updates), opt_state), mean_loss
 

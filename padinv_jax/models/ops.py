@@ -22,9 +22,10 @@ SQRT2 = math.sqrt(2.0)
 _DN = ("NHWC", "HWIO", "NHWC")
 
 # Whether the XLA:CPU conv rewrites are used: conv2d's matmul kernel
-# gradient (_conv2d_dot_wgrad) and the shared im2col of the encoder heads
-# (conv_patches). Read when a function is traced; False = XLA's own
-# convs everywhere. Other backends never use them.
+# gradient (_conv2d_dot_wgrad), the shared im2col of the encoder heads
+# (conv_patches) and the canonical conv order in loop bodies
+# (loop_convs.canonical_convs). Read when a function is traced; False =
+# XLA's own convs everywhere. Other backends never use them.
 CPU_CONV_REWRITES = True
 
 

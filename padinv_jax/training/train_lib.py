@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from padinv_jax.models import functional
+from padinv_jax.models import loop_convs
 from padinv_jax.evaluation import metrics
 from padinv_jax.inversion import core
 
@@ -293,17 +294,19 @@ def _accumulate(loss_fn, params, batch_stats, frozen, images, accum: int,
   the same update as the large batch holds exactly only without batch-
   dependent normalisation. Measurements are micro-batch means.
 
-  Rolled (a while loop) one micro-batch's activations live at a time, but
-  XLA:CPU ran the loop body 6x slower than the same step unrolled
-  (benchmarks/official.py: IR-SE-50 + 1024 px G, batch 2, accum 2: 84 s
-  and 9.6 GB peak RSS rolled, 14 s and 11.9 GB unrolled, where XLA
-  overlaps the micro-batches; optimization barriers did not stop it).
-  ``unroll`` (config.accum_unroll) picks speed over memory.
+  Rolled (a while loop) one micro-batch's activations live at a time;
+  unrolled (``unroll``, config.accum_unroll) XLA overlaps the micro-batches:
+  faster, more memory. The body's convolutions are written in canonical
+  order (loop_convs.canonical_convs): XLA:CPU canonicalises only the entry
+  computation's, and ran the loop's backward convs as naive loops (a step
+  4-6x slower rolled than unrolled before).
   """
+  grad_fn = loop_convs.canonical_convs(
+      jax.value_and_grad(loss_fn, has_aux=True))
+
   def body(carry, x):
     g_sum, stats = carry
-    (_, (stats, m, _)), g = jax.value_and_grad(loss_fn, has_aux=True)(
-        params, stats, frozen, x)
+    (_, (stats, m, _)), g = grad_fn(params, stats, frozen, x)
     return (jax.tree_util.tree_map(jnp.add, g_sum, g), stats), m
   zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
   (g_sum, batch_stats), ms = jax.lax.scan(
