@@ -23,7 +23,8 @@ On whatever backend JAX finds (CPU, GPU, TPU):
    step (MSE + W-norm, Adam, the step padinv-train jits), each in float32
    and with the generator's convolutions in bfloat16 (params, demodulation,
    noise, the ToRGB sum, BatchNorm, losses and Adam stay float32), at the
-   backend's default matmul precision. Median of --reps calls after a
+   backend's default matmul precision, with padinv-train's XLA flags
+   (training/xla_flags.py). Median of --reps calls after a
    warm-up; peak memory from the device's allocator (GPU/TPU) or the
    process's peak RSS (CPU).
 
@@ -288,6 +289,10 @@ def main(argv=None) -> int:
       or not 0 < a.step_tolerance < 1):
     p.error("--reps >= 1, --batch >= 0, 0 < --tolerance, --step-tolerance "
             "< 1")
+  # padinv-train's XLA:CPU defaults (the memory-minimising scheduler);
+  # before the first jax call starts the backend.
+  from padinv_jax.training import xla_flags  # pylint: disable=import-outside-toplevel
+  xla_flags.add_defaults()
   dev = jax.devices()[0]
   device = f"{dev.platform}: {getattr(dev, 'device_kind', '?')} " \
            f"(x{jax.device_count()})"

@@ -249,6 +249,9 @@ def _train_cfg(a):
 
 
 def child_jax(a) -> dict:
+  # As padinv-train does, before the backend starts.
+  from padinv_jax.training import xla_flags  # pylint: disable=import-outside-toplevel
+  xla_flags.add_defaults()
   import functools  # pylint: disable=import-outside-toplevel
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel

@@ -32,6 +32,8 @@ flags.DEFINE_integer("process_id", None, "This process's index.")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from padinv_jax.training import xla_flags  # pylint: disable=g-import-not-at-top
+  xla_flags.add_defaults()
   import jax  # pylint: disable=g-import-not-at-top
   if FLAGS.coordinator_address or FLAGS.num_processes:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,

@@ -39,6 +39,8 @@ def main(argv):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                " --xla_force_host_platform_device_count="
                                f"{FLAGS.local_device_count}")
+  from padinv_jax.training import xla_flags  # pylint: disable=g-import-not-at-top
+  xla_flags.add_defaults()
   import jax  # pylint: disable=g-import-not-at-top
   if FLAGS.coordinator_address or FLAGS.num_processes:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
