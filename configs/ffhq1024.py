@@ -96,8 +96,9 @@ def get_config():
   # running statistics once per micro-batch (train_lib._accumulate).
   c.accum_steps = 1
   # False: the micro-batches run in a loop, one's activations at a time
-  # (least memory; on XLA:CPU the loop ran 6x slower); True: unrolled,
-  # as fast as the plain step but XLA overlaps them (benchmarks/RESULTS.md).
+  # (least memory; on this CPU also the fastest: 12.9 s vs 13.5 s a plain
+  # step at batch 2); True: unrolled, XLA overlaps them (more memory;
+  # benchmarks/RESULTS.md).
   c.accum_unroll = False
   c.log_every = 50
   c.image_every = 1000
