@@ -60,7 +60,6 @@ def conv_pair():
 
 def tiny_accum_step():
   """(fn, args): the tiny config's encoder step, batch 4, 2 micro-batches."""
-  from padinv_jax.models import config as config_lib  # pylint: disable=import-outside-toplevel
   from padinv_jax.models import encoder as encoder_lib  # pylint: disable=import-outside-toplevel
   from padinv_jax.models import functional  # pylint: disable=import-outside-toplevel
   from padinv_jax.training import train_lib  # pylint: disable=import-outside-toplevel
