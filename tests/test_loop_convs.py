@@ -76,12 +76,16 @@ def test_nchw_forward_is_transposed_and_matches():
   assert labels == [CANONICAL]
 
 
-def _scan_grads(wrap):
+def _scan_grads(wrap, remat=False):
   x, w = _data((4, 12, 12, 8), (3, 3, 8, 8), seed=1)
   kw = dict(window_strides=(2, 2), padding=((1, 1), (1, 1)))
 
+  def first(x, w):
+    return jax.nn.relu(_conv(x, w, kw))
+  first = jax.checkpoint(first) if remat else first  # as remat=encoder
+
   def loss(w, x):
-    h = jax.nn.relu(_conv(x, w, kw))
+    h = first(x, w)
     return jnp.sum(_conv(h, w, dict(padding=((1, 1), (1, 1)))) ** 2)
 
   g = jax.grad(loss)
@@ -94,13 +98,14 @@ def _scan_grads(wrap):
   return f(w, x), f.lower(w, x).compile().as_text()
 
 
-def test_loop_body_convs_are_canonical_and_gradients_match():
-  got, hlo = _scan_grads(wrap=True)
+@pytest.mark.parametrize("remat", [False, True], ids=["plain", "checkpoint"])
+def test_loop_body_convs_are_canonical_and_gradients_match(remat):
+  got, hlo = _scan_grads(wrap=True, remat=remat)
   labels = set(re.findall(r"dim_labels=([^,\s]+)", hlo))
   assert labels == {CANONICAL}, labels
   # Unwrapped, XLA:CPU runs the body's backward convs as naive loops: the
   # same numbers, slowly.
-  want, _ = _scan_grads(wrap=False)
+  want, _ = _scan_grads(wrap=False, remat=remat)
   np.testing.assert_allclose(got, want, rtol=1e-5,
                              atol=1e-5 * float(np.abs(want).max()))
 
