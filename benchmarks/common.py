@@ -20,6 +20,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from padinv_jax.training import xla_flags
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))  # torch_ref
 
@@ -30,15 +32,8 @@ sys.path.insert(0, os.path.join(REPO, "tests"))  # torch_ref
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type=individual_convolution"
 
 
-def _backend_started() -> bool:
-  if "jax" not in sys.modules:
-    return False
-  from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
-  return xla_bridge.backends_are_initialized()
-
-
 # Whether XLA_FLAGS can still take effect (not when imported by pytest, say).
-FLAGS_EFFECTIVE = not _backend_started()
+FLAGS_EFFECTIVE = not xla_flags.backend_started()
 if "--xla-default" not in sys.argv and YNN_FLAG not in os.environ.get(
     "XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " "

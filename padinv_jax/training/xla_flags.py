@@ -11,6 +11,7 @@ touched. A notebook sets it before importing jax::
 from __future__ import annotations
 
 import os
+import sys
 from typing import MutableMapping, Optional
 import warnings
 
@@ -37,7 +38,7 @@ def add_defaults(environ: Optional[MutableMapping[str, str]] = None) -> str:
   if MEMORY_SCHEDULER not in flags:
     flags = f"{flags} --{MEMORY_SCHEDULER}=false".strip()
     environ["XLA_FLAGS"] = flags
-    if own and _backend_started():
+    if own and backend_started():
       warnings.warn(f"--{MEMORY_SCHEDULER}=false was added to XLA_FLAGS "
                     "after JAX's backend started; it takes effect in child "
                     "processes only (set XLA_FLAGS before the first jax "
@@ -45,7 +46,10 @@ def add_defaults(environ: Optional[MutableMapping[str, str]] = None) -> str:
   return flags
 
 
-def _backend_started() -> bool:
+def backend_started() -> bool:
+  """Whether JAX has started a backend (XLA_FLAGS no longer take effect)."""
+  if "jax" not in sys.modules:
+    return False
   try:
     from jax._src import xla_bridge  # pylint: disable=import-outside-toplevel
     return bool(xla_bridge.backends_are_initialized())
