@@ -22,6 +22,8 @@ import numpy as np
 
 from padinv_jax.training import xla_flags
 
+import measure  # (benchmarks/, torch-free)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))  # torch_ref
 
@@ -320,17 +322,4 @@ def torch_invert_fn(enc, sd, gen_cfg):
 
 def print_table(rows: list[dict], cols: list[tuple[str, str, str]]) -> None:
   """rows of dicts; cols of (key, header, format)."""
-  head = [h for _, h, _ in cols]
-  body = []
-  for r in rows:
-    line = []
-    for k, _, fmt in cols:
-      v = r.get(k)
-      line.append("-" if v is None else format(v, fmt))
-    body.append(line)
-  widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
-            for i, h in enumerate(head)]
-  print(" | ".join(h.rjust(w) for h, w in zip(head, widths)))
-  print("-+-".join("-" * w for w in widths))
-  for b in body:
-    print(" | ".join(v.rjust(w) for v, w in zip(b, widths)))
+  print("\n".join(measure.text_table(rows, cols, rule=True)))

@@ -262,14 +262,7 @@ def speed(size: str, batch: int, reps: int, ref_path: str) -> list[dict]:
 
 
 def _table(rows, cols):
-  head = [h for _, h, _ in cols]
-  body = [["-" if r.get(k) is None else format(r[k], f) for k, _, f in cols]
-          for r in rows]
-  widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in
-            enumerate(head)]
-  lines = [" | ".join(h.ljust(w) for h, w in zip(head, widths))]
-  lines += [" | ".join(v.ljust(w) for v, w in zip(b, widths)) for b in body]
-  return "\n".join(lines)
+  return "\n".join(measure.text_table(rows, cols, left=True))
 
 
 def main(argv=None) -> int:

@@ -1,4 +1,5 @@
-"""Torch-free pieces the benchmarks share: the timed loss, host memory, timing.
+"""Torch-free pieces the benchmarks share: the timed loss, host memory,
+timing, aligned text tables.
 
 device_check.py (which must run without torch), official_child.py,
 train_step.py and make_device_check_ref.py import this.
@@ -73,3 +74,22 @@ def median_time(fn, warmup: int, reps: int) -> tuple[float, list]:
     fn()
     times.append(time.perf_counter() - t)
   return float(statistics.median(times)), times
+
+
+def text_table(rows, cols, left: bool = False, rule: bool = False
+               ) -> list[str]:
+  """Aligned lines, header first, of ``rows`` (dicts) under ``cols`` of
+  (key, header, format); a missing or None value prints "-". ``left``
+  left-aligns the cells (default right); ``rule`` adds a -+- line under the
+  header."""
+  head = [h for _, h, _ in cols]
+  body = [["-" if r.get(k) is None else format(r[k], f) for k, _, f in cols]
+          for r in rows]
+  widths = [max([len(h)] + [len(b[i]) for b in body])
+            for i, h in enumerate(head)]
+  pad = (lambda v, w: v.ljust(w)) if left else (lambda v, w: v.rjust(w))
+  lines = [" | ".join(pad(v, w) for v, w in zip(line, widths))
+           for line in [head] + body]
+  if rule:
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+  return lines

@@ -50,6 +50,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from official_child import (  # noqa: E402
     HERE, PHASES, YNN_FLAG, child_jax, child_jax_invert, child_official,
     child_official_invert, official_kwargs, official_models)
+from measure import text_table  # noqa: E402
 
 
 def prepare(root: str, res: int, out: str) -> dict:
@@ -131,14 +132,10 @@ def print_rows(rows):
           ("rss_state_mb", "RSS state MB", ".0f"),
           ("xla_temp_mb", "XLA temp MB", ".0f"),
           ("compile_s", "compile s", ".0f"), ("loss_step1", "loss 1", ".5f")]
-  head = [h for _, h, _ in cols]
-  body = [[fmt(r.get(k), f) if k in r or r.get(k) is None else "-"
-           for k, _, f in cols] + [r.get("error", "")] for r in rows]
-  widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in
-            enumerate(head)]
-  print(" | ".join(h.rjust(w) for h, w in zip(head, widths)))
-  for b in body:
-    print(" | ".join(v.rjust(w) for v, w in zip(b, widths)), b[-1])
+  head, *body = text_table(rows, cols)
+  print(head)
+  for line, r in zip(body, rows):
+    print(line, r.get("error", ""))
   ph = [r for r in rows if "phase_enc_fwd" in r]
   if ph:
     print("\nphases (s, median):")
