@@ -127,3 +127,44 @@ def test_conv_patches_matmul_is_the_conv(k, stride, padding):
   ref = ref.transpose(0, 2, 3, 1)
   assert y.shape == ref.shape
   assert np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+TINY = [  # (n, h, w, cin, cout, k, stride, padding): input within the kernel
+    (2, 2, 2, 6, 5, 3, 2, 1),    # the Map2Style heads' last conv, 2x2 -> 1x1
+    (1, 1, 1, 4, 3, 3, 1, 1),
+    (2, 3, 3, 4, 3, 3, 1, 1),
+    (2, 2, 3, 4, 3, 3, 2, ((1, 0), (0, 1))),
+]
+
+
+@pytest.mark.parametrize("case", TINY)
+def test_tiny_input_conv_is_a_matmul_and_matches_torch(case):
+  n, h, w_, cin, cout, k, stride, padding = case
+  assert ops._input_within_kernel((n, h, w_, cin), (k, k, cin, cout))
+  rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
+  x = rng.standard_normal((n, h, w_, cin)).astype(np.float32)
+  w = rng.standard_normal((k, k, cin, cout)).astype(np.float32)
+  f = lambda x, w: ops.conv2d(x, w, stride=stride, padding=padding)
+  _check_against_torch(f, x, w, rng, stride, padding, case)
+
+
+def _hlo_convs(f, *args):
+  text = jax.jit(f).lower(*args).compile().as_text()
+  return [l for l in text.splitlines() if " convolution(" in l]
+
+
+def test_tiny_input_conv_has_no_reversed_kernel_conv(monkeypatch):
+  """XLA swaps a conv whose input fits in its kernel into a reversed-kernel
+  conv (a naive loop on CPU); the matmul path compiles to no conv at all,
+  forward and backward. Without the rewrite the swapped conv is there (so
+  the check can fail)."""
+  x = jnp.ones((2, 2, 2, 64))
+  w = jnp.ones((3, 3, 64, 32))
+  fwd = lambda x, w: ops.conv2d(x, w, stride=2, padding=1)
+  grads = jax.grad(lambda x, w: jnp.sum(fwd(x, w) ** 2), (0, 1))
+  assert _hlo_convs(fwd, x, w) == []
+  assert _hlo_convs(grads, x, w) == []
+  monkeypatch.setattr(ops, "CPU_CONV_REWRITES", False)
+  # A new function: jit's trace cache would give back the one above.
+  convs = _hlo_convs(lambda x, w: ops.conv2d(x, w, stride=2, padding=1), x, w)
+  assert any("rhs_reversal" in l or "01fb" in l for l in convs), convs
