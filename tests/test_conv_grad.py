@@ -27,6 +27,8 @@ CASES = [  # (n, h, w, cin, cout, k, stride, padding)
     (2, 11, 12, 3, 4, 3, 3, ((0, 2), (1, 0))),
     (2, 10, 10, 4, 4, 4, 2, ((1, 2), (0, 1))),
     (1, 6, 6, 3, 2, 3, 1, 0),    # valid conv (the padded generator layers)
+    (2, 5, 4, 3, 2, 3, 4, 1),    # stride above the size: empty phases
+    (1, 2, 7, 3, 2, 2, 3, ((0, 1), (2, 0))),
 ]
 
 
@@ -168,3 +170,19 @@ def test_tiny_input_conv_has_no_reversed_kernel_conv(monkeypatch):
   # A new function: jit's trace cache would give back the one above.
   convs = _hlo_convs(lambda x, w: ops.conv2d(x, w, stride=2, padding=1), x, w)
   assert any("rhs_reversal" in l or "01fb" in l for l in convs), convs
+
+
+def test_strided_conv_input_gradient_has_no_dilated_conv(monkeypatch):
+  """On CPU a strided conv's input gradient is stride-1 phase convs, not
+  XLA's conv over the zero-dilated output gradient (lhs_dilate); without the
+  rewrite that conv is there, so the check can fail."""
+  x = jnp.ones((2, 16, 16, 8))
+  w = jnp.ones((3, 3, 8, 8))
+  def dx_of():  # a new function each time: jit's trace cache
+    return lambda x, w: jax.grad(lambda x: jnp.sum(ops.conv2d(
+        x, w, stride=2, padding=1) ** 2))(x)
+  lhs_dilated = lambda: [l for l in _hlo_convs(dx_of(), x, w)
+                         if "lhs_dilate" in l]
+  assert lhs_dilated() == []
+  monkeypatch.setattr(ops, "CPU_CONV_REWRITES", False)
+  assert lhs_dilated() != []
