@@ -163,7 +163,7 @@ _conv2d_custom.defvjp(_conv2d_custom_fwd, _conv2d_custom_bwd)
 # with this (interleaved A/B, same first loss).
 # _input_grad_phases gives each of the s*s phases of dx its own small
 # stride-1 conv of dy, with only the taps that land on that phase.
-def _phase_taps(size, out_size, k, s, pad_lo, r):
+def _phase_taps(size, k, s, pad_lo, r):
   """Along one axis, for input positions i = s*t + r: the taps a that reach
   them (ordered by the dy offset they read, ascending), the first offset,
   and the number of positions t. dy[m] met x[s*m + a - pad_lo]."""
@@ -171,7 +171,6 @@ def _phase_taps(size, out_size, k, s, pad_lo, r):
                 key=lambda a: (r + pad_lo - a) // s)
   count = len(range(r, size, s))
   first = (r + pad_lo - taps[0]) // s if taps else 0
-  del out_size
   return taps, first, count
 
 
@@ -190,11 +189,10 @@ def _input_grad_phases(dy, w, x_shape, stride, padding, precision=None):
   th, tw = -(-h // s), -(-wd // s)
   rows = []
   for rh in range(s):
-    taps_h, first_h, count_h = _phase_taps(h, ho, kh, s, padding[0][0], rh)
+    taps_h, first_h, count_h = _phase_taps(h, kh, s, padding[0][0], rh)
     row = []
     for rw in range(s):
-      taps_w, first_w, count_w = _phase_taps(wd, wo, kw, s, padding[1][0],
-                                             rw)
+      taps_w, first_w, count_w = _phase_taps(wd, kw, s, padding[1][0], rw)
       if not (taps_h and taps_w and count_h and count_w):
         row.append(jnp.zeros((n, th, tw, cin), dy.dtype))
         continue
