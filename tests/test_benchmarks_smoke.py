@@ -76,3 +76,27 @@ def test_official_benchmark_names_what_it_needs(tmp_path, capsys):
       official_child.import_official(str(tmp_path))
   finally:
     sys.path.remove(BENCH)
+
+
+def test_cpu_paths_benchmark_tiny(tmp_path):
+  """benchmarks/cpu_paths.py on the tiny networks: each variant runs and,
+  XLA's own op put back or not, computes the same thing. (The training-step
+  case compiles five steps, ~30 s; its two gradient paths have their own
+  tests in test_conv_grad.py and test_fir_grad.py.)"""
+  sys.path.insert(0, BENCH)
+  try:
+    import cpu_paths  # noqa: F401 (benchmarks/cpu_paths.py)
+  finally:
+    sys.path.remove(BENCH)
+  rows = cpu_paths.main(["--tiny", "--reps", "1", "--cases",
+                         "encoder,synthesis", "--json",
+                         str(tmp_path / "cpu_paths.json")])
+  variants = {(r["case"], r["variant"]) for r in rows}
+  assert len(variants) == len(rows) == 2 + 2
+  for r in rows:
+    assert r["median_s"] > 0 and r["max_scaled_diff"] < 1e-4, r
+  # The demod variant really is another computation (float32 sums in
+  # another order), not the first trace handed back by jit's cache. (The
+  # tiny heads have no 2x2 -> 1x1 conv: their encoder rows are one graph.)
+  synthesis = [r for r in rows if "synthesis" in r["case"]]
+  assert synthesis[1]["max_scaled_diff"] > 0, synthesis
