@@ -21,8 +21,9 @@ On whatever backend JAX finds (CPU, GPU, TPU):
    generator, random weights, batch 8; small: 256 px generator, batch 2;
    tiny: the tiny network, batch 2): inversion G(E(x)) and one training
    step (MSE + W-norm, Adam, the step padinv-train jits), each in float32
-   and with the generator's convolutions in bfloat16 (params, demodulation,
-   noise, the ToRGB sum, BatchNorm, losses and Adam stay float32), at the
+   and with the encoder's and the generator's convolutions in bfloat16
+   (params, demodulation, noise, the ToRGB sum, BatchNorm, PReLU,
+   squeeze-excitation, losses and Adam stay float32), at the
    backend's default matmul precision, with padinv-train's XLA flags
    (training/xla_flags.py). Median of --reps calls after a
    warm-up; peak memory from the device's allocator (GPU/TPU) or the
@@ -216,7 +217,7 @@ def speed(size: str, batch: int, reps: int, ref_path: str) -> list[dict]:
     name = jnp.dtype(dtype).name
     # Inversion G(E(x)).
     def invert(v, x, dtype=dtype):
-      ws, pads = core.invert(v, x, config=cfg)
+      ws, pads = core.invert(v, x, config=cfg, dtype=dtype)
       return functional.synthesize(v["generator"], ws, pads,
                                    config=cfg.generator, dtype=dtype)
     f = jax.jit(invert)
@@ -234,7 +235,7 @@ def speed(size: str, batch: int, reps: int, ref_path: str) -> list[dict]:
     # One training step.
     tcfg = measure.step_config("adam", 1e-4, grad_clamp=1e5)
     tx = train_lib.make_optimizer(tcfg.optim)
-    encoder = encoder_lib.build_encoder(cfg.encoder)
+    encoder = encoder_lib.build_encoder(cfg.encoder, dtype=dtype)
     state = train_lib.state_from_encoder(
         jax.tree_util.tree_map(jnp.copy, enc), tx)
     frozen = {"generator": gen, "encoder_buffers": enc["buffers"]}

@@ -8,6 +8,7 @@ encoder (~350 variables) is the slowest step of the encoder tests.
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from padinv_jax.models import config as config_lib
 from padinv_jax.models import encoder as encoder_lib
@@ -66,3 +67,28 @@ def test_shared_head_patches_equal_per_head_convs(monkeypatch):
                           jax.tree_util.tree_leaves(grad_b)):
     scale = max(1e-6, float(jnp.abs(b).max()))
     assert float(jnp.abs(a - b).max()) <= 1e-4 * scale, path
+
+
+def test_bfloat16_encoder_keeps_float32_params_and_outputs():
+  """dtype=bfloat16 changes only the convs' operands: the same variables,
+  float32 codes and maps, close to float32; other dtypes are refused."""
+  import jax.numpy as jnp
+  from padinv_jax.models import config as config_lib
+  from padinv_jax.models import encoder as encoder_lib
+  cfg = config_lib.tiny_model_config(resolution=32)
+  v = encoder_lib.init_encoder(jax.random.PRNGKey(0), cfg)
+  px = int(cfg.encoder.input_size)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (2, px, px, 3),
+                         minval=-1.0, maxval=1.0)
+  f32 = jax.jit(encoder_lib.build_encoder(cfg.encoder).apply)(v, x)
+  bf16_enc = encoder_lib.build_encoder(cfg.encoder, dtype="bfloat16")
+  bf16 = jax.jit(bf16_enc.apply)(v, x)
+  shapes = lambda t: jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), t)
+  assert shapes(jax.eval_shape(bf16_enc.init, jax.random.PRNGKey(0), x)) == (
+      shapes(v))
+  for a, b in zip(jax.tree_util.tree_leaves(bf16),
+                  jax.tree_util.tree_leaves(f32)):
+    assert a.dtype == jnp.float32 and not np.array_equal(a, b)
+    np.testing.assert_allclose(a, b, atol=0.05 * float(np.abs(b).max()))
+  with pytest.raises(ValueError, match="float32 or bfloat16"):
+    encoder_lib.build_encoder(cfg.encoder, dtype="float16")

@@ -171,7 +171,7 @@ def prepare_images(images, size: int = 256, resize: Optional[str] = "area"):
   return x
 
 
-def _encoder_parts(params, config):
+def _encoder_parts(params, config, dtype=jnp.float32):
   if "encoder" not in config or config.encoder is None:
     raise ValueError("this model config has no encoder part (a generator-only"
                      " model cannot invert images); load or build a model "
@@ -183,10 +183,12 @@ def _encoder_parts(params, config):
   # Imported here so generator-only code paths never need the encoder module.
   from padinv_jax.models import encoder as encoder_lib
   encoder_lib.check_compatible(config)
-  return config.encoder, encoder_lib.build_encoder(config.encoder)
+  return config.encoder, encoder_lib.build_encoder(config.encoder,
+                                                   dtype=dtype)
 
 
-def invert(params, images, *, config, resize: Optional[str] = "area"):
+def invert(params, images, *, config, resize: Optional[str] = "area",
+           dtype=jnp.float32):
   """Encode images into W+ codes and padding maps (eval mode).
 
   Args:
@@ -198,13 +200,16 @@ def invert(params, images, *, config, resize: Optional[str] = "area"):
       encoder's input size.
     config: the whole ModelConfig (its ``.encoder`` part is used).
     resize: "area" or None, as in :func:`prepare_images`.
+    dtype: compute dtype of the encoder's convolutions, float32 (default)
+      or bfloat16 (kernels, BatchNorm and everything between the convs stay
+      float32; see benchmarks/precision.py for what it costs).
 
   Returns:
     (ws [N, num_codes, w_dim] float32, paddings): paddings is a dict
     {"const": p0, "layer0": ..., "layer2": ...} of [N, S, S, C] maps, or {}
     for an encoder without the padding space (use_padding_space=False, pSp).
   """
-  enc_cfg, enc = _encoder_parts(params, config)
+  enc_cfg, enc = _encoder_parts(params, config, dtype)
   x = prepare_images(images, int(enc_cfg.input_size), resize)
   ws, paddings = enc.apply(params["encoder"], x, train=False)
   chex.assert_rank(ws, 3)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import chex
 import flax.linen as nn
@@ -58,6 +58,7 @@ class Map2Style(nn.Module):
   time, bias 0, lr_mul 1.
   """
   features: int
+  dtype: Any = jnp.float32  # the convs' compute dtype (see ops.TorchConv)
 
   @nn.compact
   def __call__(self, x, patches=None):
@@ -70,6 +71,7 @@ class Map2Style(nn.Module):
                        f"got {x.shape[1:3]}")
     for k in range(num_convs):
       x = ops.TorchConv(self.features, 3, stride=2, padding=1,
+                        dtype=self.dtype,
                         name=f"conv{k}")(x, patches if k == 0 else None)
       x = jnp.where(x >= 0, x, 0.01 * x)
     chex.assert_shape(x, (None, 1, 1, self.features))
@@ -103,6 +105,10 @@ class Encoder(nn.Module):
   units: Optional[Sequence[int]] = None
   axis_name: Optional[str] = None
   remat: bool = False  # rematerialise the IR-SE units (memory for compute)
+  # Compute dtype of the convolutions (kernels stay float32; BatchNorm,
+  # PReLU, squeeze-excitation, the FPN sums, resizes and the heads' dense
+  # layers run in float32 on float32 activations).
+  dtype: Any = jnp.float32
 
   @property
   def num_codes(self) -> int:
@@ -125,18 +131,19 @@ class Encoder(nn.Module):
     n = images.shape[0]
     num_levels = len(self.codes_per_level)
 
-    x = irse.Stem(self.stem_channels, axis_name=self.axis_name,
+    dt = self.dtype
+    x = irse.Stem(self.stem_channels, axis_name=self.axis_name, dtype=dt,
                   name="stem")(images, train)
     stages = irse.IRSEBody(self.depth, tuple(self.stage_channels),
                            axis_name=self.axis_name, units=self.units,
-                           remat=self.remat, name="body")(x, train)
+                           remat=self.remat, dtype=dt, name="body")(x, train)
 
     # FPN over the last `num_levels` stages (low level first); the top level
     # enters unchanged, so its width must already be fpn_channels.
     feats = list(stages[-num_levels:])
     for i in range(num_levels - 1):
-      feats[i] = ops.TorchConv(self.fpn_channels, 1, name=f"fpn_lateral{i}")(
-          feats[i])
+      feats[i] = ops.TorchConv(self.fpn_channels, 1, dtype=dt,
+                               name=f"fpn_lateral{i}")(feats[i])
     for i in range(num_levels - 1, 0, -1):
       h, w = feats[i - 1].shape[1:3]
       feats[i - 1] = feats[i - 1] + resize.resize_bilinear(feats[i], (h, w))
@@ -150,11 +157,12 @@ class Encoder(nn.Module):
       # does not gain, other backends keep their convs.
       patches = None
       if count > 1 and feats[level].shape[1] > 1 and ops.cpu_conv_rewrites():
-        patches = ops.conv_patches(feats[level], 3, stride=2, padding=1)
+        patches = ops.conv_patches(feats[level].astype(dt), 3, stride=2,
+                                   padding=1)
       for _ in range(count):
         j = len(codes)
-        codes.append(Map2Style(self.w_dim, name=f"head{j}")(feats[level],
-                                                             patches))
+        codes.append(Map2Style(self.w_dim, dtype=dt, name=f"head{j}")(
+            feats[level], patches))
     ws = jnp.stack(codes, axis=1)  # [N, num_codes, w_dim]
     if self.encoder_type == "e4e":
       # e4e: every code is a delta on the first one.
@@ -172,13 +180,13 @@ class Encoder(nn.Module):
     p = feats[PADDING_LEVEL]
     for k in range(self.pad_units):
       p = irse.IRSEUnit(self.fpn_channels, 1, axis_name=self.axis_name,
-                        name=f"pad_unit{k}")(p, train)
+                        dtype=dt, name=f"pad_unit{k}")(p, train)
     size = config_lib.padding_size(self.pad_layer_num)
     p0 = resize.resize_bicubic(p, size)
     paddings = {"const": p0}
     for k in range(self.pad_layer_num):
       paddings[f"layer{2 * k}"] = ops.TorchConv(
-          self.fpn_channels, 1, name=f"pad_head{k}")(p0)
+          self.fpn_channels, 1, dtype=dt, name=f"pad_head{k}")(p0)
     chex.assert_shape(list(paddings.values()),
                       (n, size, size, self.fpn_channels))
     return ws, paddings
@@ -299,11 +307,12 @@ def check_compatible(model_config) -> None:
 
 
 def build_encoder(enc_cfg, axis_name: Optional[str] = None,
-                  remat: bool = False) -> Encoder:
+                  remat: bool = False, dtype=jnp.float32) -> Encoder:
   """The Encoder module for ``config.encoder`` (or a whole ModelConfig).
 
   ``remat`` recomputes each IR-SE unit's activations in the backward pass
-  (jax.checkpoint; the parameter tree is unchanged).
+  (jax.checkpoint; the parameter tree is unchanged). ``dtype``: compute
+  dtype of the convolutions (float32 or bfloat16; see Encoder.dtype).
   """
   c = _enc_part(enc_cfg)
   validate_encoder_config(c)
@@ -317,7 +326,16 @@ def build_encoder(enc_cfg, axis_name: Optional[str] = None,
                  pad_layer_num=c.pad_layer_num, pad_units=c.pad_units,
                  w_avg_per_code=c.w_avg_per_code,
                  units=None if c.get("units") is None else tuple(c.units),
-                 axis_name=axis_name, remat=remat)
+                 axis_name=axis_name, remat=remat,
+                 dtype=_compute_dtype(dtype))
+
+
+def _compute_dtype(dtype):
+  d = jnp.dtype(dtype)
+  if d not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)):
+    raise ValueError(f"encoder compute dtype must be float32 or bfloat16, "
+                     f"got {d}")
+  return d
 
 
 def init_encoder(rng, config):

@@ -15,7 +15,7 @@ even input with stride 2 and would shift every stride-2 output by a pixel.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import chex
 import flax.linen as nn
@@ -106,6 +106,7 @@ class IRSEUnit(nn.Module):
   stride: int = 1
   reduction: int = 16
   axis_name: Optional[str] = None
+  dtype: Any = jnp.float32  # the convs' compute dtype (see ops.TorchConv)
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -116,14 +117,15 @@ class IRSEUnit(nn.Module):
       shortcut = x[:, ::self.stride, ::self.stride]
     else:
       shortcut = ops.TorchConv(self.features, kernel_size=1, stride=self.stride,
-                               use_bias=False, name="shortcut_conv")(x)
+                               use_bias=False, dtype=self.dtype,
+                               name="shortcut_conv")(x)
       shortcut = bn("shortcut_bn")(shortcut, train)
     y = bn("bn1")(x, train)
     y = ops.TorchConv(self.features, 3, stride=1, padding=1, use_bias=False,
-                      name="conv1")(y)
+                      dtype=self.dtype, name="conv1")(y)
     y = ops.PReLU(name="prelu")(y)
     y = ops.TorchConv(self.features, 3, stride=self.stride, padding=1,
-                      use_bias=False, name="conv2")(y)
+                      use_bias=False, dtype=self.dtype, name="conv2")(y)
     y = bn("bn2")(y, train)
     y = SqueezeExcite(self.reduction, name="se")(y)
     chex.assert_equal_shape([y, shortcut])
@@ -134,11 +136,12 @@ class Stem(nn.Module):
   """input_layer: 3x3 conv s1 p1 (no bias) -> BN -> PReLU."""
   features: int = 64
   axis_name: Optional[str] = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = ops.TorchConv(self.features, 3, stride=1, padding=1, use_bias=False,
-                      name="conv")(x)
+                      dtype=self.dtype, name="conv")(x)
     x = ops.TorchBatchNorm(axis_name=self.axis_name, name="bn")(x, train)
     return ops.PReLU(name="prelu")(x)
 
@@ -160,6 +163,7 @@ class IRSEBody(nn.Module):
   axis_name: Optional[str] = None
   units: Optional[Sequence[int]] = None
   remat: bool = False  # recompute each unit's activations in the backward
+  dtype: Any = jnp.float32  # the convs' compute dtype (see ops.TorchConv)
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -171,6 +175,6 @@ class IRSEBody(nn.Module):
     for s, stage in enumerate(specs):
       for u, spec in enumerate(stage):
         x = unit(spec.out_channels, spec.stride, axis_name=self.axis_name,
-                 name=f"stage{s}_unit{u}")(x, train)
+                 dtype=self.dtype, name=f"stage{s}_unit{u}")(x, train)
       outs.append(x)
     return outs

@@ -442,12 +442,19 @@ class EqualDense(nn.Module):
 
 
 class TorchConv(nn.Module):
-  """nn.Conv2d with PyTorch's default initialisation and explicit padding."""
+  """nn.Conv2d with PyTorch's default initialisation and explicit padding.
+
+  ``dtype``: compute dtype of the conv's operands (the kernel parameter
+  stays float32); the output is cast back to the input's dtype, so what
+  follows (bias, BatchNorm, activations) runs at full precision. The
+  patches path accumulates in float32 (preferred_element_type).
+  """
   features: int
   kernel_size: int = 3
   stride: int = 1
   padding: int = 0
   use_bias: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, patches=None):
@@ -461,14 +468,24 @@ class TorchConv(nn.Module):
     k = self.kernel_size
     init = torch_uniform_init(cin * k * k)
     w = self.param("kernel", init, (k, k, cin, self.features))
-    if patches is None:
-      y = conv2d(x, w, stride=self.stride, padding=self.padding)
+    cd = jnp.dtype(self.dtype)
+    if patches is not None and patches.shape[-1] != k * k * cin:
+      raise ValueError(f"patches of {patches.shape[-1]} features for a "
+                       f"{k}x{k} conv over {cin} channels")
+    if cd == x.dtype:
+      if patches is None:
+        y = conv2d(x, w, stride=self.stride, padding=self.padding)
+      else:
+        y = patches @ w.reshape(k * k * cin, self.features).astype(
+            patches.dtype)
+    elif patches is None:
+      y = conv2d(x.astype(cd), w.astype(cd), stride=self.stride,
+                 padding=self.padding).astype(x.dtype)
     else:
-      if patches.shape[-1] != k * k * cin:
-        raise ValueError(f"patches of {patches.shape[-1]} features for a "
-                         f"{k}x{k} conv over {cin} channels")
-      y = patches @ w.reshape(k * k * cin, self.features).astype(
-          patches.dtype)
+      y = jax.lax.dot_general(
+          patches.astype(cd), w.reshape(k * k * cin, self.features).astype(cd),
+          (((3,), (0,)), ((), ())),
+          preferred_element_type=jnp.float32).astype(x.dtype)
     if self.use_bias:
       y = y + self.param("bias", init, (self.features,)).astype(y.dtype)
     return y

@@ -193,7 +193,9 @@ def encoder_loss(params, batch_stats, frozen, images, *, encoder, model_cfg,
     loss_cfg: config.loss.
     nets: LossNets callables.
     d_params: discriminator params when loss_cfg.adv > 0.
-    compute_dtype: generator conv dtype.
+    compute_dtype: generator conv dtype (the encoder's is the module's
+      own: build_encoder(dtype=...); padinv-train gives both the config's
+      compute_dtype).
 
   Returns:
     (loss, (new_batch_stats, measurements dict, x_hat at loss resolution)).

@@ -141,7 +141,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
                      f"{cfg.remat!r}")
   encoder = encoder_lib.build_encoder(
       model_cfg.encoder, axis_name="data" if pmap_mode else None,
-      remat=cfg.get("remat", "none") in ("encoder", "both"))
+      remat=cfg.get("remat", "none") in ("encoder", "both"),
+      dtype=compute_dtype)
   nets, frozen_nets, d_init = loss_nets.build(
       cfg, model_cfg, num_shards=1 if pmap_mode else devices.size)
 
