@@ -15,7 +15,7 @@ times) showed four places where XLA:CPU runs an op far below its speed:
                padinv_jax: s*s stride-1 phase convs (ops._input_grad_phases);
   fir_grad     the FIR's gradient as JAX's sum of pads (one slow fused
                loop); padinv_jax: the full correlation with reversed taps
-               (ops._fir_1d's custom VJP).
+               (fir._fir_1d's custom VJP).
 
 Each row jits one function with everything on and once with one path put
 back to XLA's own (by swapping the library function for the row), then
@@ -55,6 +55,7 @@ import measure  # noqa: E402  (torch-free helpers of benchmarks/)
 from padinv_jax.inversion import core  # noqa: E402
 from padinv_jax.models import config as config_lib  # noqa: E402
 from padinv_jax.models import encoder as encoder_lib  # noqa: E402
+from padinv_jax.models import fir  # noqa: E402
 from padinv_jax.models import functional  # noqa: E402
 from padinv_jax.models import ops  # noqa: E402
 from padinv_jax.models import stylegan2  # noqa: E402
@@ -78,8 +79,8 @@ PATHS = {
     "tiny_conv": (ops, "_input_within_kernel", lambda x_shape, w_shape: False),
     "demod": (stylegan2, "demod_coefficients", _demod_by_reduce),
     "phase_dgrad": (ops, "_input_grad_phases", _xla_input_grad),
-    "fir_grad": (ops, "_fir_1d",
-                 lambda x, taps, axis, down: ops._fir_1d_slices(  # pylint: disable=protected-access
+    "fir_grad": (fir, "_fir_1d",
+                 lambda x, taps, axis, down: fir._fir_1d_slices(  # pylint: disable=protected-access
                      x, taps, axis, down)),
 }
 

@@ -1,4 +1,4 @@
-"""ops._fir_1d's custom gradient (full correlation with reversed taps over
+"""fir._fir_1d's custom gradient (full correlation with reversed taps over
 the zero-inserted gradient) against the FIR written as an explicit matrix,
 first and second order, for the up/down factors and lengths the models use
 and odd ones (lengths not a multiple of down, zero taps)."""
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from padinv_jax.models import ops
+from padinv_jax.models import fir
 
 
 def _matrix(taps, size, down):
@@ -32,7 +32,7 @@ def test_fir_gradients_match_the_matrix(length, down, size, axis):
   shape[axis] = size
   x = rng.standard_normal(shape)
   a = _matrix(taps, size, down)
-  f = lambda x: ops._fir_1d(x, taps, axis, down)
+  f = lambda x: fir._fir_1d(x, taps, axis, down)
   y, vjp = jax.vjp(f, jnp.asarray(x, jnp.float32))
   ref_y = np.moveaxis(np.tensordot(a, np.moveaxis(x, axis, 0), 1), 0, axis)
   np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5)

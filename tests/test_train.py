@@ -60,11 +60,13 @@ def tiny_variant(name, **over):
   return cfg
 
 
-def _params(workdir):
-  """The encoder params of the last checkpoint in workdir, as numpy."""
+def _params(workdir, step=None):
+  """The encoder params of checkpoint ``step`` (default: the last) in
+  workdir, as numpy."""
   import orbax.checkpoint as ocp
   ckpt = os.path.join(workdir, "checkpoints")
-  step = max(int(d) for d in os.listdir(ckpt) if d.isdigit())
+  if step is None:
+    step = max(int(d) for d in os.listdir(ckpt) if d.isdigit())
   path = os.path.join(ckpt, str(step), "default")
   # As host numpy: the checkpoint may come from other devices / processes.
   reader = ocp.PyTreeCheckpointer()
@@ -131,7 +133,30 @@ def test_demo_loss_falls_by_30_percent(tmp_path):
 
 # Equivalence runs use SGD: Adam's first steps are ~lr * sign(g), which turns
 # gradients that are zero up to rounding into +-lr parameter noise.
-EQUIV = {"optim.name": "sgd", "optim.lr": 0.01}
+EQUIV = {"optim.name": "sgd", "optim.lr": 0.01, "ckpt_every": 1,
+         "keep_checkpoints": 3}
+
+
+def _assert_equivalent(a_dir, b_dir, parts, tol, rel=False):
+  """Two 3-step runs agree: after step 1 to float32 noise (``tol``); after
+  step 3 to 1e-3 of each leaf's scale (max(1, max |b|)).
+
+  After step 1 both runs took one gradient at identical parameters. Later
+  steps start from parameters that differ by float32 rounding, and an
+  activation within rounding of a PReLU / LeakyReLU kink can fall on
+  different sides in the two runs: that element's gradient jumps. Measured
+  (2026-12-02, 8 devices vs 1): 6e-8 after step 1; after step 3 6.5e-6
+  with one float32 summation order of the demodulation and 2.3e-4 with
+  another; jit vs pmap with the discriminator 1.0e-4 on D. A sharding bug
+  (statistics or updates of one shard) shows at step 1.
+  """
+  diff = _max_rel_diff if rel else _max_diff
+  a1, b1 = _params(a_dir, 1)[1], _params(b_dir, 1)[1]
+  a3, b3 = _params(a_dir, 3)[1], _params(b_dir, 3)[1]
+  for part in parts:
+    assert diff(a1[part], b1[part]) <= tol, (part, "step 1")
+    assert _max_diff(b3[part], b1[part]) > 0, (part, "did not move")
+    assert _max_rel_diff(a3[part], b3[part]) <= 1e-3, (part, "step 3")
 
 
 def test_jit_mesh_and_pmap_agree_and_mbstd_groups_stay_per_device(tmp_path):
@@ -147,29 +172,26 @@ def test_jit_mesh_and_pmap_agree_and_mbstd_groups_stay_per_device(tmp_path):
   for tag, mode, n in (("jit4", "jit", 4), ("pmap4", "pmap", 4),
                        ("jit1", "jit", 1)):
     cfg = tiny_variant("tiny", parallel=mode, num_devices=n, num_steps=3,
-                       ckpt_every=3, **{"loss.adv": 0.03}, **EQUIV)
+                       **{"loss.adv": 0.03}, **EQUIV)
     trainer.train_and_evaluate(cfg, str(tmp_path / tag))
     runs[tag] = _params(str(tmp_path / tag))[1]
-  a, b = runs["jit4"], runs["pmap4"]
   # Under jax 0.10's pmap lowering the two differ by float32 reduction
-  # order: up to 1.8e-5 absolute on D params and 4.7e-5 on running
-  # variances (~1.8) after 3 steps, i.e. <= 3e-5 relative to each leaf's
-  # scale; the mbstd grouping below differs by > 1e-4.
-  for part in ("params", "d_params", "batch_stats"):
-    assert _max_rel_diff(a[part], b[part]) <= 5e-5, part
-  assert _max_diff(a["d_params"], runs["jit1"]["d_params"]) > 1e-4
+  # order (<= 3e-5 relative to each leaf's scale after 3 steps, before
+  # kinks, see _assert_equivalent); the mbstd grouping below differs by
+  # > 1e-4.
+  _assert_equivalent(str(tmp_path / "jit4"), str(tmp_path / "pmap4"),
+                     ("params", "d_params", "batch_stats"), 5e-5, rel=True)
+  assert _max_diff(runs["jit4"]["d_params"], runs["jit1"]["d_params"]) > 1e-4
 
 
 def test_8_devices_equal_1_device_without_discriminator(tmp_path):
   runs = {}
   for n in (8, 1):
-    cfg = tiny_variant("tiny", num_devices=n, num_steps=3, ckpt_every=3,
-                       **EQUIV)
+    cfg = tiny_variant("tiny", num_devices=n, num_steps=3, **EQUIV)
     trainer.train_and_evaluate(cfg, str(tmp_path / str(n)))
-    runs[n] = _params(str(tmp_path / str(n)))[1]
-  assert _max_diff(runs[8]["params"], runs[1]["params"]) <= 1e-5
   # BatchNorm statistics cover the global batch (SyncBN), not a shard.
-  assert _max_diff(runs[8]["batch_stats"], runs[1]["batch_stats"]) <= 1e-5
+  _assert_equivalent(str(tmp_path / "8"), str(tmp_path / "1"),
+                     ("params", "batch_stats"), 1e-5)
 
 
 def _train_cmd(workdir, *extra):
@@ -188,7 +210,8 @@ def _env(devices):
 
 
 def test_two_processes_equal_one_process(tmp_path):
-  common = ["--config.num_steps=3", "--config.ckpt_every=3",
+  common = ["--config.num_steps=3", "--config.ckpt_every=1",
+            "--config.keep_checkpoints=3",
             "--config.batch_size=8", "--config.optim.name=sgd",
             "--config.optim.lr=0.01"]
   port = 20000 + os.getpid() % 20000
@@ -204,10 +227,8 @@ def test_two_processes_equal_one_process(tmp_path):
   assert single.returncode == 0, single.stdout[-3000:] + single.stderr[-3000:]
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out[-3000:]
-  a = _params(str(tmp_path / "multi"))[1]
-  b = _params(str(tmp_path / "single"))[1]
-  assert _max_diff(a["params"], b["params"]) <= 1e-5
-  assert _max_diff(a["batch_stats"], b["batch_stats"]) <= 1e-5
+  _assert_equivalent(str(tmp_path / "multi"), str(tmp_path / "single"),
+                     ("params", "batch_stats"), 1e-5)
 
 
 def test_kill_9_and_resume_is_exact(tmp_path):

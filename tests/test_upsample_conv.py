@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
+from padinv_jax.models import fir
 from padinv_jax.models import ops
 from padinv_jax.models import stylegan2
 from torch_ref import stylegan2_ref as ref
@@ -46,8 +47,8 @@ def test_separable_fir_path_float64():
   t_img = torch.from_numpy(img.transpose(0, 3, 1, 2))
   rank1 = np.outer(rng.standard_normal(4), rng.standard_normal(3))
   rank2 = rank1 + np.outer(rng.standard_normal(4), rng.standard_normal(3))
-  assert ops._separable_taps(rank1) is not None
-  assert ops._separable_taps(rank2) is None
+  assert fir._separable_taps(rank1) is not None
+  assert fir._separable_taps(rank2) is None
   for f in (rank1, rank2):
     for up, down, pad in ((2, 2, (3, -1, 2, -2)), (1, 2, (1, 1, 1, 1)),
                           (2, 1, (2, 1, 2, 1))):
