@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import json
 import os
 import sys
 import time
@@ -210,7 +211,6 @@ def main(argv=None) -> int:
          ("x_all_on", "x all on", ".2f"),
          ("max_scaled_diff", "max |diff|", ".1e")])), flush=True)
   os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
-  import json  # pylint: disable=import-outside-toplevel
   with open(a.json, "w") as f:
     json.dump({"xla_flags": os.environ.get("XLA_FLAGS", ""),
                "loadavg": os.getloadavg(), "rows": rows}, f, indent=1)

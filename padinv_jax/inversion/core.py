@@ -202,7 +202,7 @@ def invert(params, images, *, config, resize: Optional[str] = "area",
     resize: "area" or None, as in :func:`prepare_images`.
     dtype: compute dtype of the encoder's convolutions, float32 (default)
       or bfloat16 (kernels, BatchNorm and everything between the convs stay
-      float32; see benchmarks/precision.py for what it costs).
+      float32; README "bfloat16 in the encoder" gives what it costs).
 
   Returns:
     (ws [N, num_codes, w_dim] float32, paddings): paddings is a dict

@@ -1,8 +1,9 @@
 """Low-level ops with the exact semantics of the PyTorch originals (NHWC).
 
 Nothing here knows about encoders or generators: FIR resampling (NVIDIA's
-upfirdn2d, in fir.py, re-exported here), bias + activation, equalised-lr layers, and the PyTorch-semantics
-BatchNorm and per-channel PReLU that Flax does not provide.
+upfirdn2d, in fir.py, re-exported here), bias + activation, equalised-lr
+layers, and the PyTorch-semantics BatchNorm and per-channel PReLU that Flax
+does not provide.
 """
 
 from __future__ import annotations
@@ -359,24 +360,18 @@ class TorchConv(nn.Module):
     k = self.kernel_size
     init = torch_uniform_init(cin * k * k)
     w = self.param("kernel", init, (k, k, cin, self.features))
-    cd = jnp.dtype(self.dtype)
     if patches is not None and patches.shape[-1] != k * k * cin:
       raise ValueError(f"patches of {patches.shape[-1]} features for a "
                        f"{k}x{k} conv over {cin} channels")
-    if cd == x.dtype:
-      if patches is None:
-        y = conv2d(x, w, stride=self.stride, padding=self.padding)
-      else:
-        y = patches @ w.reshape(k * k * cin, self.features).astype(
-            patches.dtype)
-    elif patches is None:
+    cd = jnp.dtype(self.dtype)
+    if patches is None:
       y = conv2d(x.astype(cd), w.astype(cd), stride=self.stride,
-                 padding=self.padding).astype(x.dtype)
+                 padding=self.padding)
     else:
       y = jax.lax.dot_general(
           patches.astype(cd), w.reshape(k * k * cin, self.features).astype(cd),
-          (((3,), (0,)), ((), ())),
-          preferred_element_type=jnp.float32).astype(x.dtype)
+          (((3,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+    y = y.astype(x.dtype)
     if self.use_bias:
       y = y + self.param("bias", init, (self.features,)).astype(y.dtype)
     return y

@@ -104,7 +104,7 @@ def demod_coefficients(weight, styles):
   """d[n, o] = rsqrt(sum_{kh, kw, i} (W[kh, kw, i, o] s[n, i])^2 + 1e-8)."""
   w = jnp.square(weight.astype(jnp.float32))
   # A sum of kh * kw [I, O] slices: one elementwise loop. XLA:CPU's reduce
-  # over the two leading axes took 20 ms a 3x3x512x512 kernel (a third of a
+  # over the two leading axes took 20 ms a 3x3x512x512 kernel (a fifth of a
   # 256 px synthesis at batch 1); this takes ~1 ms.
   wsq = functools.reduce(jnp.add, [w[a, b] for a in range(w.shape[0])
                                    for b in range(w.shape[1])])  # [I, O]
