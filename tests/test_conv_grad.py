@@ -186,3 +186,56 @@ def test_strided_conv_input_gradient_has_no_dilated_conv(monkeypatch):
   assert lhs_dilated() == []
   monkeypatch.setattr(ops, "CPU_CONV_REWRITES", False)
   assert lhs_dilated() != []
+
+
+# bfloat16 convs on CPU as one float32-accumulated matmul per tap
+# (ops._conv2d_tap_dots): N, H, W, Cin, Cout, k, stride, padding.
+BF16 = [(1, 8, 8, 128, 16, 3, 1, 1), (2, 9, 7, 128, 8, 3, 2, 1),
+        (1, 6, 6, 256, 8, 3, 2, ((0, 1), (1, 0))), (1, 5, 5, 128, 4, 2, 1, 0)]
+
+
+@pytest.mark.parametrize("case", BF16)
+def test_bf16_conv_is_tap_matmuls_and_matches_torch(case):
+  """Against torch's float64 conv of the same bfloat16-rounded operands:
+  the only error left is the float32 accumulation and the final bfloat16
+  rounding (2^-8 relative), not the operands'. The HLO has no conv."""
+  n, h, w_, cin, cout, k, stride, padding = case
+  pad = ((padding, padding), (padding, padding)) if isinstance(
+      padding, int) else padding
+  rng = np.random.default_rng(zlib.crc32(repr(case).encode()))
+  x = jnp.asarray(rng.standard_normal((n, h, w_, cin)), jnp.bfloat16)
+  w = jnp.asarray(rng.standard_normal((k, k, cin, cout)), jnp.bfloat16)
+  assert ops._bf16_tap_dots_pay(x, w.shape, stride, pad)
+  f = lambda x, w: ops.conv2d(x, w, stride=stride, padding=padding)
+  y = np.asarray(jax.jit(f)(x, w), np.float64)
+  assert _hlo_convs(f, x, w) == []
+  xt = torch.from_numpy(np.asarray(x, np.float64)).permute(0, 3, 1, 2)
+  wt = torch.from_numpy(np.asarray(w, np.float64)).permute(3, 2, 0, 1)
+  xt = torch.nn.functional.pad(xt, (pad[1][0], pad[1][1], pad[0][0],
+                                    pad[0][1]))
+  ref = torch.nn.functional.conv2d(xt, wt, stride=stride).permute(
+      0, 2, 3, 1).numpy()
+  assert y.shape == ref.shape
+  np.testing.assert_allclose(y, ref, rtol=2 ** -7, atol=2 ** -7 * np.abs(
+      ref).max())
+  # Its gradient is the bfloat16 conv's, to bfloat16 rounding.
+  g = jax.grad(lambda x: jnp.sum(f(x, w).astype(jnp.float32) ** 2))(x)
+  g_lax = jax.grad(lambda x: jnp.sum(ops._conv2d_lax(
+      x, w, stride, pad).astype(jnp.float32) ** 2))(x)
+  g, g_lax = np.asarray(g, np.float64), np.asarray(g_lax, np.float64)
+  assert np.linalg.norm(g - g_lax) <= 2e-2 * np.linalg.norm(g_lax)
+
+
+def test_bf16_tap_dots_only_where_they_paid():
+  """float32, 64 channels and large maps keep XLA's conv."""
+  x32 = jnp.ones((1, 32, 32, 256))
+  pad = ((1, 1), (1, 1))
+  assert not ops._bf16_tap_dots_pay(x32, (3, 3, 256, 256), 1, pad)
+  x16 = x32.astype(jnp.bfloat16)
+  assert ops._bf16_tap_dots_pay(x16, (3, 3, 256, 256), 1, pad)
+  assert not ops._bf16_tap_dots_pay(jnp.ones((1, 32, 32, 64), jnp.bfloat16),
+                                    (3, 3, 64, 64), 1, pad)
+  assert not ops._bf16_tap_dots_pay(jnp.ones((1, 256, 256, 128),
+                                             jnp.bfloat16),
+                                    (3, 3, 128, 128), 1, pad)
+  assert not ops._bf16_tap_dots_pay(x16, (1, 1, 256, 256), 1, ((0, 0),) * 2)

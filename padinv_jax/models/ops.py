@@ -59,6 +59,8 @@ def conv2d(x, w, stride: int = 1, padding=0, lhs_dilation: int = 1,
     padding = ((padding, padding), (padding, padding))
   padding = tuple(tuple(int(v) for v in p) for p in padding)
   if groups == 1 and lhs_dilation == 1 and cpu_conv_rewrites():
+    if _bf16_tap_dots_pay(x, w.shape, stride, padding):
+      return _conv2d_tap_dots(x, w, stride, padding)
     if _input_within_kernel(x.shape, w.shape):
       return _conv2d_patches_dot(x, w.astype(x.dtype), stride, padding,
                                  precision)
@@ -76,6 +78,40 @@ def _conv2d_lax(x, w, stride, padding, lhs_dilation=1, groups=1,
       x, w.astype(x.dtype), window_strides=(stride, stride), padding=padding,
       lhs_dilation=(lhs_dilation, lhs_dilation), dimension_numbers=_DN,
       feature_group_count=groups, precision=precision)
+
+
+# XLA:CPU runs bfloat16 convs no faster than float32 ones (80-170 GFLOP/s
+# here), while its bfloat16 matmuls use AMX (200-350). A bfloat16 conv is
+# therefore one matmul per kernel tap, accumulated in float32: 3-3.5x the
+# float32 conv for the encoder heads' stride-2 512-channel convs, 1.2-2.5x for
+# the body's 128-512-channel stride-1 convs, but 3x SLOWER on 64 channels or
+# large maps (one-off microbenchmark, README "bfloat16 in the encoder"), so
+# only where it paid. Operands rounded as in a bfloat16 conv.
+def _bf16_tap_dots_pay(x, w_shape, stride, padding) -> bool:
+  n, h, w, cin = x.shape
+  kh, kw = w_shape[:2]
+  ho = (h + sum(padding[0]) - kh) // stride + 1
+  wo = (w + sum(padding[1]) - kw) // stride + 1
+  return (x.dtype == jnp.bfloat16 and kh * kw > 1 and cin >= 128
+          and n * ho * wo <= 2 ** 14)
+
+
+def _conv2d_tap_dots(x, w, stride, padding):
+  kh, kw, cin, _ = w.shape
+  xp = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+  n, h, wd, _ = xp.shape
+  ho, wo = (h - kh) // stride + 1, (wd - kw) // stride + 1
+  w = w.astype(x.dtype)
+  y = None
+  for a in range(kh):
+    for b in range(kw):
+      tap = jax.lax.slice(xp, (0, a, b, 0), (n, a + stride * (ho - 1) + 1,
+                                              b + stride * (wo - 1) + 1, cin),
+                          (1, stride, stride, 1))
+      t = jax.lax.dot_general(tap, w[a, b], (((3,), (0,)), ((), ())),
+                              preferred_element_type=jnp.float32)
+      y = t if y is None else y + t
+  return y.astype(x.dtype)
 
 
 # When a conv's input is no larger than its kernel (the encoder heads' last
